@@ -1,0 +1,118 @@
+"""``approval-bot``: the operator's commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from bot.config import BotConfig, load_config
+from bot.errors import ConfigError
+from bot.services import open_services
+from bot.settings import Mode, Settings, load_settings
+from bot.tools import Tool, load_tools
+
+logger = logging.getLogger("bot")
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="approval-bot",
+        description="A Slack bot that asks people before an AI agent acts.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="HTTP mode: serve POST /slack/events on $PORT")
+    commands.add_parser("socket", help="Socket Mode: connect out to Slack (needs SLACK_APP_TOKEN)")
+    check = commands.add_parser("check", help="validate the config file and its tools, then exit")
+    check.add_argument("file", nargs="?", type=Path, help="config file (default: $BOT_CONFIG)")
+    return parser
+
+
+def load(mode: Mode, config_file: Path | None = None) -> tuple[Settings, BotConfig, list[Tool]]:
+    """Settings, config and tools; ConfigError lists every problem."""
+    settings = load_settings(mode)
+    path = config_file or settings.bot_config
+    config = load_config(path)
+    return settings, config, load_tools(config, path)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def _serve(settings: Settings, config: BotConfig, tools: list[Tool]) -> None:
+    from bot.server import build_web_app
+
+    app = build_web_app(lambda: open_services(settings, config, tools))
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "0.0.0.0", settings.port)
+    await site.start()
+    logger.info("serving POST /slack/events, /healthz and /readyz on port %d", settings.port)
+    try:
+        await _until_signalled()
+    finally:
+        logger.info("shutting down: finishing work in flight")
+        await runner.cleanup()
+
+
+async def _socket(settings: Settings, config: BotConfig, tools: list[Tool]) -> None:
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    async with open_services(settings, config, tools, verify_requests=False) as services:
+        handler = AsyncSocketModeHandler(services.bolt, settings.slack_app_token)
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        logger.info("connected to Slack over Socket Mode")
+        try:
+            await _until_signalled()
+        finally:
+            await handler.close_async()  # type: ignore[no-untyped-call]
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    mode: Mode = args.command
+    try:
+        settings, config, tools = load(mode, getattr(args, "file", None))
+    except ConfigError as error:
+        print(error.render(), file=sys.stderr)
+        return EXIT_CONFIG
+    _configure_logging(settings.log_level)
+    if mode == "check":
+        names = ", ".join(tool.name for tool in tools) or "none"
+        print(f"{settings.bot_config if args.file is None else args.file}: OK (tools: {names})")
+        return 0
+    try:
+        asyncio.run(
+            _serve(settings, config, tools) if mode == "serve" else _socket(settings, config, tools)
+        )
+    except ConfigError as error:
+        print(error.render(), file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

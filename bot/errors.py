@@ -1,0 +1,104 @@
+"""The package's exceptions.
+
+Every exception the bot raises on purpose derives from :class:`BotError`::
+
+    BotError
+    ├── ConfigError            a setting or the config file is wrong; start-up stops (exit 2)
+    ├── ApprovalError          an approval request cannot take this action
+    │   ├── ApprovalNotFound   no request with that id (never existed, or expired)
+    │   ├── NotAllowed         the person may not decide this request
+    │   └── AlreadyDecided     somebody decided first
+    ├── ThreadError            a thread's state cannot take this action
+    └── UpstreamError          Mistral, Slack or Redis failed; the state is kept and retryable
+"""
+
+from __future__ import annotations
+
+
+class BotError(Exception):
+    """Base class of every error the bot raises on purpose."""
+
+
+class ConfigError(BotError):
+    """The environment or the config file is wrong. Carries every problem found."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [f"Configuration error in {self.source}:"]
+        lines.extend(f"  - {problem}" for problem in self.problems)
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"ConfigError(source={self.source!r}, problems={self.problems!r})"
+
+
+class ApprovalError(BotError):
+    """An approval request cannot take the asked action."""
+
+    def __init__(self, approval_id: str, message: str) -> None:
+        self.approval_id = approval_id
+        super().__init__(message)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(approval_id={self.approval_id!r}, message={str(self)!r})"
+
+
+class ApprovalNotFound(ApprovalError):
+    """No approval request with that id."""
+
+    def __init__(self, approval_id: str) -> None:
+        super().__init__(approval_id, f"approval request {approval_id!r} not found")
+
+
+class NotAllowed(ApprovalError):
+    """The person may not decide this request; ``reason`` is shown to them."""
+
+    def __init__(self, approval_id: str, user_id: str, reason: str) -> None:
+        self.user_id = user_id
+        self.reason = reason
+        super().__init__(approval_id, reason)
+
+
+class AlreadyDecided(ApprovalError):
+    """The request was decided before this decision arrived."""
+
+    def __init__(self, approval_id: str, status: str, decided_by: str | None) -> None:
+        self.status = status
+        self.decided_by = decided_by
+        super().__init__(approval_id, f"already {status} by {decided_by}")
+
+
+class ThreadError(BotError):
+    """A conversation thread cannot take the asked action."""
+
+
+class UpstreamError(BotError):
+    """A service the bot depends on failed.
+
+    ``service`` is ``"mistral"``, ``"slack"`` or ``"redis"``; ``status`` the HTTP status if
+    there was one. ``conversation_id`` is set when a Mistral conversation had been started
+    before the failure, so that the caller can keep it.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        message: str,
+        *,
+        status: int | None = None,
+        conversation_id: str | None = None,
+    ) -> None:
+        self.service = service
+        self.status = status
+        self.conversation_id = conversation_id
+        super().__init__(message)
+
+    def __repr__(self) -> str:
+        return (
+            f"UpstreamError(service={self.service!r}, status={self.status!r}, "
+            f"message={str(self)!r})"
+        )

@@ -1,0 +1,1 @@
+"""Example tools for bot.example.yml."""

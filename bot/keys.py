@@ -1,0 +1,81 @@
+"""Every Redis key the bot uses, in one place.
+
+Keys are namespaced ``approval-bot:<kind>:<id>``. Each kind states its lifetime: either a
+TTL (named with its unit) or why it has none.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PREFIX: Final = "approval-bot"
+
+#: Schema version written into every stored approval; older versions stay readable.
+SCHEMA_VERSION: Final = 1
+
+# -- approvals -------------------------------------------------------------------------------
+#: Hash: one approval request (its metadata, the serialized deferral, the decision).
+#: No TTL while undecided: a pending request must never vanish. Once the conversation has
+#: resumed it is kept ``DECIDED_APPROVAL_TTL_S`` for people who click old cards.
+APPROVAL: Final = f"{PREFIX}:approval:"
+DECIDED_APPROVAL_TTL_S: Final = 30 * 24 * 3600
+
+#: Sorted set of approval ids by creation time, undecided ones only (for listing and,
+#: later, expiry). No TTL: members are removed when decided.
+PENDING_ZSET: Final = f"{PREFIX}:pending_zs"
+
+#: String: the stored result of an approved local tool call, by tool_call_id, so that a
+#: retried resume appends the result instead of running the tool again.
+CALL_RESULT: Final = f"{PREFIX}:call-result:"
+CALL_RESULT_TTL_S: Final = 30 * 24 * 3600
+
+# -- threads ---------------------------------------------------------------------------------
+#: Hash: one Slack thread's conversation (``conversation_id``), its state
+#: (``idle`` / ``running`` / ``waiting``) and the approval it waits for.
+#: Refreshed on every message; a thread silent for ``THREAD_TTL_S`` starts afresh.
+THREAD: Final = f"{PREFIX}:thread:"
+THREAD_TTL_S: Final = 90 * 24 * 3600
+
+#: List: messages that arrived while the thread was busy, oldest first. Same TTL as THREAD.
+THREAD_QUEUE: Final = f"{PREFIX}:thread-queue:"
+
+#: String: a message whose run failed upstream, kept for the Retry button.
+TURN: Final = f"{PREFIX}:turn:"
+TURN_TTL_S: Final = 7 * 24 * 3600
+
+# -- Slack -----------------------------------------------------------------------------------
+#: String: JSON list of a channel's members (``conversations.members``), a short cache.
+CHANNEL_MEMBERS: Final = f"{PREFIX}:members:"
+CHANNEL_MEMBERS_TTL_S: Final = 300
+
+#: String: an Events API ``event_id`` seen already; Slack retries for up to an hour.
+EVENT_SEEN: Final = f"{PREFIX}:event:"
+EVENT_SEEN_TTL_S: Final = 3600
+
+
+def approval(approval_id: str) -> str:
+    return APPROVAL + approval_id
+
+
+def call_result(tool_call_id: str) -> str:
+    return CALL_RESULT + tool_call_id
+
+
+def thread(thread_key: str) -> str:
+    return THREAD + thread_key
+
+
+def thread_queue(thread_key: str) -> str:
+    return THREAD_QUEUE + thread_key
+
+
+def turn(turn_id: str) -> str:
+    return TURN + turn_id
+
+
+def channel_members(channel_id: str) -> str:
+    return CHANNEL_MEMBERS + channel_id
+
+
+def event_seen(event_id: str) -> str:
+    return EVENT_SEEN + event_id

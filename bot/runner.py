@@ -1,0 +1,145 @@
+"""The Mistral side: runs a thread's conversation with the configured tools.
+
+An adapter around ``client.beta.conversations.run_async``: it turns the SDK's outcomes into
+:class:`Answer` or :class:`Deferral`, and every failure into :class:`UpstreamError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+from mistralai.client import Mistral
+from mistralai.client.errors import MistralError
+from mistralai.client.utils import BackoffStrategy, RetryConfig
+from mistralai.extra.exceptions import DeferredToolCallsException, MistralClientException
+from mistralai.extra.run.context import RunContext
+
+from bot.approval import ApprovalRequest
+from bot.config import BotConfig
+from bot.errors import UpstreamError
+from bot.settings import Settings
+from bot.tools import (
+    ApprovedCalls,
+    CallLedger,
+    Tool,
+    approving,
+    canonical_arguments,
+    stop_approving,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The model answered; nothing waits for a person."""
+
+    conversation_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Deferral:
+    """The model called tools that need a person's decision."""
+
+    conversation_id: str
+    deferred: DeferredToolCallsException
+
+
+Outcome = Answer | Deferral
+
+
+def make_client(settings: Settings) -> Mistral:
+    """The Mistral client, with bounded retries (429 and 5xx) and a timeout per request."""
+    retries = RetryConfig(
+        "backoff",
+        BackoffStrategy(
+            initial_interval=500, max_interval=8_000, exponent=2.0, max_elapsed_time=30_000
+        ),
+        retry_connection_errors=True,
+    )
+    return Mistral(
+        api_key=settings.mistral_api_key or "",
+        server_url=settings.mistral_server_url,
+        timeout_ms=settings.mistral_timeout_ms,
+        retry_config=retries if settings.mistral_retries > 0 else None,
+    )
+
+
+class AgentRunner:
+    """Runs conversations for the bot: a new message, or a resume after a decision."""
+
+    def __init__(self, client: Mistral, config: BotConfig, tools: Sequence[Tool]) -> None:
+        self.client = client
+        self.config = config
+        self.tools = tuple(tools)
+
+    async def send(self, conversation_id: str | None, text: str) -> Outcome:
+        """Send a user message into the thread's conversation (a new one if None)."""
+        inputs = [{"role": "user", "content": text}]
+        return await self._run(conversation_id, inputs)
+
+    async def resume(self, request: ApprovalRequest, ledger: CallLedger) -> Outcome:
+        """Resume a deferred conversation with the request's decision.
+
+        Approved local calls run through the ledger: a call whose result was stored by an
+        earlier attempt is not run again.
+        """
+        approved = ApprovedCalls(
+            ledger=ledger,
+            tool_call_ids={
+                (call.name, canonical_arguments(call.arguments)): call.tool_call_id
+                for call in request.calls
+                if not call.server_side
+            },
+        )
+        token = approving(approved)
+        try:
+            return await self._run(request.conversation_id, request.responses())
+        finally:
+            stop_approving(token)
+
+    async def _run(self, conversation_id: str | None, inputs: list[Any]) -> Outcome:
+        run_ctx = RunContext(model=self.config.model, continue_on_fn_error=True)
+        async with run_ctx:
+            run_ctx.conversation_id = conversation_id
+            for tool in self.tools:
+                tool.register(run_ctx)
+            try:
+                result = await self.client.beta.conversations.run_async(
+                    run_ctx=run_ctx,
+                    inputs=inputs,
+                    instructions=self.config.instructions,
+                )
+            except DeferredToolCallsException as deferred:
+                return Deferral(deferred.conversation_id or run_ctx.conversation_id or "", deferred)
+            except MistralError as error:
+                raise UpstreamError(
+                    "mistral",
+                    f"Mistral answered {error.status_code}: {_short(error.body)}",
+                    status=error.status_code,
+                    conversation_id=run_ctx.conversation_id,
+                ) from error
+            except httpx2.HTTPError as error:
+                raise UpstreamError(
+                    "mistral",
+                    f"Mistral could not be reached: {type(error).__name__}: {error}",
+                    conversation_id=run_ctx.conversation_id,
+                ) from error
+            except MistralClientException as error:
+                raise UpstreamError(
+                    "mistral",
+                    f"the conversation run failed: {error}",
+                    conversation_id=run_ctx.conversation_id,
+                ) from error
+        text = result.output_as_text if result.output_entries else ""
+        return Answer(result.conversation_id or run_ctx.conversation_id or "", text)
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "…"

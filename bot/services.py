@@ -1,0 +1,65 @@
+"""The composition root: builds the bot's parts once and closes them in reverse order."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import redis.asyncio as redis
+from slack_bolt.async_app import AsyncApp
+
+from bot.assistant import Assistant
+from bot.config import BotConfig
+from bot.redis_server import EmbeddedRedis
+from bot.runner import AgentRunner, make_client
+from bot.settings import Settings
+from bot.slack.adapter import SlackChat, make_web_client
+from bot.slack.app import build_bolt_app
+from bot.store import Store
+from bot.tools import Tool
+from bot.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    config: BotConfig
+    store: Store
+    chat: SlackChat
+    assistant: Assistant
+    worker: Worker
+    bolt: AsyncApp
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings, config: BotConfig, tools: Sequence[Tool], *, verify_requests: bool = True
+) -> AsyncIterator[Services]:
+    """Start Redis (embedded when REDIS_URL is unset), clients, the worker and the Bolt app."""
+    async with AsyncExitStack() as stack:
+        url = settings.redis_url
+        if url is None:
+            url = await stack.enter_async_context(EmbeddedRedis(settings.data_dir))
+        client = redis.Redis.from_url(url, health_check_interval=30, socket_timeout=10)
+        stack.push_async_callback(client.aclose)
+        store = Store(client)
+        if not await store.ping():
+            logger.warning("Redis at %s is not answering; /readyz fails until it does", url)
+
+        mistral = make_client(settings)
+        await stack.enter_async_context(mistral)
+        chat = SlackChat(make_web_client(settings.slack_bot_token or "", settings.slack_api_url))
+        worker = Worker(settings.worker_concurrency)
+        # Registered last, so it closes first: running work finishes while Redis is still up.
+        stack.push_async_callback(worker.close)
+        assistant = Assistant(store, AgentRunner(mistral, config, tools), chat, config, worker)
+        bolt = build_bolt_app(
+            assistant,
+            chat,
+            signing_secret=settings.slack_signing_secret if verify_requests else None,
+        )
+        yield Services(settings, config, store, chat, assistant, worker, bolt)

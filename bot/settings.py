@@ -1,0 +1,91 @@
+"""Settings from the environment (and an optional ``.env`` file), built once at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+Mode = Literal["serve", "socket", "check"]
+
+#: What each mode cannot run without.
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    "serve": ("slack_bot_token", "slack_signing_secret", "mistral_api_key"),
+    "socket": ("slack_bot_token", "slack_app_token", "mistral_api_key"),
+    "check": (),
+}
+
+
+class Settings(BaseSettings):
+    """Everything the bot reads from its environment. Field names map to upper-case variables."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    slack_bot_token: str | None = Field(
+        default=None, description="the bot token (xoxb-…) from the app's OAuth & Permissions page"
+    )
+    slack_signing_secret: str | None = Field(
+        default=None,
+        description="the signing secret from the app's Basic Information page, "
+        "to verify that requests come from Slack",
+    )
+    slack_app_token: str | None = Field(
+        default=None,
+        description="an app-level token (xapp-…) with connections:write, for Socket Mode",
+    )
+    slack_api_url: str = Field(
+        default="https://slack.com/api/",
+        description="the Slack Web API base URL (GovSlack, a proxy, or a test server)",
+    )
+    mistral_api_key: str | None = Field(default=None, description="the Mistral API key")
+    mistral_server_url: str | None = Field(
+        default=None, description="the Mistral API base URL; Mistral's own when unset"
+    )
+    mistral_timeout_ms: int = Field(
+        default=120_000, gt=0, description="how long one Mistral request may take"
+    )
+    mistral_retries: int = Field(
+        default=2, ge=0, description="retries of a Mistral request that failed with 429/5xx"
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://… of the Redis server; unset starts an embedded one (one instance)",
+    )
+    data_dir: Path = Field(
+        default=Path(".data"), description="where the embedded Redis keeps its data"
+    )
+    bot_config: Path = Field(default=Path("bot.yml"), description="path of the config file")
+    port: int = Field(default=3000, gt=0, lt=65536, description="HTTP port of `serve`")
+    worker_concurrency: int = Field(
+        default=16, gt=0, description="conversations the process runs at once"
+    )
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+
+    def require(self, mode: Mode) -> None:
+        """Raise one ConfigError listing every variable ``mode`` needs and lacks."""
+        missing = [name for name in _REQUIRED[mode] if not getattr(self, name)]
+        if missing:
+            problems = [
+                f"{name.upper()} is not set: {type(self).model_fields[name].description}"
+                for name in missing
+            ]
+            problems.append("Set them in the environment or in .env (see .env.example).")
+            raise ConfigError("the environment", problems)
+
+
+def load_settings(mode: Mode, env_file: Path | None = Path(".env")) -> Settings:
+    """Read the environment; raise ConfigError naming every wrong or missing variable."""
+    try:
+        settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    except ValidationError as error:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']} (got {e.get('input')!r})"
+            for e in error.errors()
+        ]
+        raise ConfigError("the environment", problems) from error
+    settings.require(mode)
+    return settings

@@ -1,0 +1,193 @@
+"""The Chat port on Slack: posts and updates messages through the Web API."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.models.blocks import Block
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
+
+from bot.approval import ApprovalRequest, MessageRef, ThreadRef
+from bot.chat import IncomingMessage
+from bot.errors import UpstreamError
+from bot.slack import blocks
+
+logger = logging.getLogger(__name__)
+
+
+def make_web_client(token: str, base_url: str) -> AsyncWebClient:
+    """The Web API client: retries 429s (honouring Retry-After), 5xx and dropped connections."""
+    return AsyncWebClient(
+        token=token,
+        base_url=base_url if base_url.endswith("/") else base_url + "/",
+        timeout=15,
+        retry_handlers=[
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def _dicts(items: Sequence[Block]) -> list[dict[str, Any]]:
+    return [item.to_dict() for item in items]
+
+
+class SlackChat:
+    """Implements ``bot.chat.Chat`` with the Slack Web API."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+
+    async def _call(self, method: str, **args: Any) -> AsyncSlackResponse:
+        try:
+            api = getattr(self.client, method.replace(".", "_"))
+            response: AsyncSlackResponse = await api(**args)
+            return response
+        except SlackApiError as error:
+            code = error.response.get("error") if error.response else None
+            raise UpstreamError(
+                "slack",
+                f"{method} failed: {code}",
+                status=error.response.status_code if error.response else None,
+            ) from error
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise UpstreamError("slack", f"{method} failed: {error!r}") from error
+
+    async def _post(
+        self,
+        channel: str,
+        text: str,
+        thread_ts: str | None = None,
+        message_blocks: Sequence[Block] = (),
+    ) -> MessageRef:
+        args: dict[str, Any] = {"channel": channel, "text": text, "unfurl_links": False}
+        if thread_ts:
+            args["thread_ts"] = thread_ts
+        if message_blocks:
+            args["blocks"] = _dicts(message_blocks)
+        response = await self._call("chat.postMessage", **args)
+        return MessageRef(str(response["channel"]), str(response["ts"]))
+
+    async def _update(
+        self, message: MessageRef, text: str, message_blocks: Sequence[Block]
+    ) -> None:
+        await self._call(
+            "chat.update",
+            channel=message.channel_id,
+            ts=message.ts,
+            text=text,
+            blocks=_dicts(message_blocks),
+        )
+
+    async def show_working(self, thread: ThreadRef) -> MessageRef:
+        return await self._post(thread.channel_id, blocks.WORKING_TEXT, thread.thread_ts)
+
+    async def post_answer(
+        self, thread: ThreadRef, markdown: str, placeholder: MessageRef | None
+    ) -> None:
+        messages = blocks.answer_messages(markdown)
+        fallback = "The agent answered."
+        first, rest = messages[0], messages[1:]
+        if placeholder is not None:
+            await self._update(placeholder, fallback, first)
+        else:
+            await self._post(thread.channel_id, fallback, thread.thread_ts, first)
+        for message_blocks in rest:
+            await self._post(thread.channel_id, fallback, thread.thread_ts, message_blocks)
+
+    async def post_failure(
+        self,
+        thread: ThreadRef,
+        problem: str,
+        placeholder: MessageRef | None,
+        retry_turn_id: str | None,
+    ) -> None:
+        failure = blocks.failure_blocks(problem, retry_turn_id)
+        text = "Sorry, I could not answer."
+        if placeholder is not None:
+            await self._update(placeholder, text, failure)
+        else:
+            await self._post(thread.channel_id, text, thread.thread_ts, failure)
+
+    async def tell_queued(self, message: IncomingMessage, busy_state: str, position: int) -> None:
+        await self._post(
+            message.thread.channel_id,
+            blocks.queued_text(busy_state, position),
+            message.thread.thread_ts,
+        )
+
+    async def post_card(self, request: ApprovalRequest) -> MessageRef:
+        return await self._post(
+            request.approvals_channel,
+            blocks.card_text(request),
+            message_blocks=blocks.approval_card(request),
+        )
+
+    async def update_card(self, request: ApprovalRequest) -> None:
+        if request.card is None:
+            return
+        await self._update(request.card, blocks.card_text(request), blocks.approval_card(request))
+
+    async def tell_awaiting(self, request: ApprovalRequest) -> None:
+        link = await self.permalink(request.card) if request.card else None
+        text = blocks.awaiting_text(request, link)
+        message_blocks = [blocks.section(text)]
+        if request.placeholder is not None:
+            await self._update(request.placeholder, text, message_blocks)
+        else:
+            await self._post(
+                request.thread.channel_id, text, request.thread.thread_ts, message_blocks
+            )
+
+    async def tell_card_failed(self, request: ApprovalRequest, problem: str) -> None:
+        text = (
+            f":warning: I need approval for {', '.join(request.tool_names)} but could not post "
+            f"the request for approvers ({problem}). It is saved as `{request.id}`."
+        )
+        await self._post(request.thread.channel_id, text, request.thread.thread_ts)
+
+    async def tell_resume_failed(self, request: ApprovalRequest, problem: str) -> None:
+        failure = blocks.resume_failed_blocks(request, problem)
+        await self._post(
+            request.thread.channel_id, "I could not continue.", request.thread.thread_ts, failure
+        )
+
+    async def permalink(self, message: MessageRef) -> str | None:
+        response = await self._call(
+            "chat.getPermalink", channel=message.channel_id, message_ts=message.ts
+        )
+        link = response.get("permalink")
+        return str(link) if link else None
+
+    async def channel_members(self, channel_id: str) -> set[str]:
+        members: set[str] = set()
+        cursor: str | None = None
+        while True:
+            args: dict[str, Any] = {"channel": channel_id, "limit": 1000}
+            if cursor:
+                args["cursor"] = cursor
+            response = await self._call("conversations.members", **args)
+            members.update(str(member) for member in response.get("members") or [])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return members
+
+    async def tell_user(self, user_id: str, text: str, channel_id: str | None = None) -> None:
+        if channel_id:
+            await self._call("chat.postEphemeral", channel=channel_id, user=user_id, text=text)
+        else:
+            await self._call("chat.postMessage", channel=user_id, text=text)
+
+    async def open_view(self, trigger_id: str, view: Any) -> None:
+        await self._call("views.open", trigger_id=trigger_id, view=view.to_dict())

@@ -1,0 +1,44 @@
+"""Builds the Bolt app. Listeners live in ``bot.slack.listeners``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
+
+from bot.assistant import Assistant
+from bot.slack import listeners
+from bot.slack.adapter import SlackChat
+
+logger = logging.getLogger(__name__)
+
+
+def build_bolt_app(
+    assistant: Assistant, chat: SlackChat, *, signing_secret: str | None
+) -> AsyncApp:
+    """The Bolt app. ``signing_secret=None`` (Socket Mode) turns request signing off."""
+    app = AsyncApp(
+        client=chat.client,
+        signing_secret=signing_secret or "",
+        request_verification_enabled=signing_secret is not None,
+        # Listeners call ack() first; the slow work runs after the response is sent.
+        process_before_response=False,
+        raise_error_for_unhandled_request=False,
+    )
+
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any]) -> BoltResponse:
+        # A listener failed after its ack (a bug, or Redis gone): log it with what came in;
+        # the state it had stored stays in Redis for a retry.
+        logger.error(
+            "listener failed for %s: %r",
+            body.get("type") or "request",
+            error,
+            exc_info=error,
+        )
+        return BoltResponse(status=500, body="")
+
+    listeners.register(app, assistant, chat)
+    return app

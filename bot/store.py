@@ -1,0 +1,314 @@
+"""The Redis store: approvals, threads and their queues, caches.
+
+Every multi-key transition is one Lua script, so that two bot processes (or two clicks)
+racing on the same request see one outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
+
+from bot import keys
+from bot.approval import ApprovalRequest, Decision, MessageRef, Resume, Status, ThreadRef
+from bot.errors import AlreadyDecided, ApprovalNotFound, UpstreamError
+
+#: A thread marked running for longer than this was left by a dead process.
+RUN_LEASE_S: Final = 15 * 60
+
+DECIDE_SCRIPT: Final = """
+-- KEYS[1]: the approval hash
+-- KEYS[2]: the pending sorted set
+-- ARGV[1]: approval id
+-- ARGV[2]: new status (approved or denied)
+-- ARGV[3]: the decision, JSON
+-- returns {'ok'} | {'missing'} | {'decided', status, decision JSON}
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {'missing'}
+end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'pending' then
+  return {'decided', status, redis.call('HGET', KEYS[1], 'decision') or ''}
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'decision', ARGV[3])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return {'ok'}
+"""
+
+CLAIM_THREAD_SCRIPT: Final = """
+-- KEYS[1]: the thread hash
+-- KEYS[2]: the thread's queue
+-- ARGV[1]: the message, JSON
+-- ARGV[2]: TTL of both keys, seconds
+-- ARGV[3]: now, seconds
+-- ARGV[4]: run lease, seconds
+-- returns {'run'} when the caller may run the message now,
+--         {'queued', state, position} when it was queued behind the thread's work
+local state = redis.call('HGET', KEYS[1], 'state')
+local since = tonumber(redis.call('HGET', KEYS[1], 'since') or '0')
+local stale = state == 'running' and since + tonumber(ARGV[4]) < tonumber(ARGV[3])
+if (not state) or state == 'idle' or stale then
+  if redis.call('LLEN', KEYS[2]) > 0 then
+    -- keep the order: this message goes behind the queued ones, the oldest runs now
+    redis.call('RPUSH', KEYS[2], ARGV[1])
+    local first = redis.call('LPOP', KEYS[2])
+    redis.call('HSET', KEYS[1], 'state', 'running', 'since', ARGV[3])
+    redis.call('EXPIRE', KEYS[1], ARGV[2])
+    redis.call('EXPIRE', KEYS[2], ARGV[2])
+    return {'run-queued', first}
+  end
+  redis.call('HSET', KEYS[1], 'state', 'running', 'since', ARGV[3])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return {'run'}
+end
+local position = redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return {'queued', state, position}
+"""
+
+NEXT_IN_THREAD_SCRIPT: Final = """
+-- KEYS[1]: the thread hash
+-- KEYS[2]: the thread's queue
+-- ARGV[1]: now, seconds
+-- returns the next queued message (the thread stays running) or nil (the thread is idle)
+local message = redis.call('LPOP', KEYS[2])
+if message then
+  redis.call('HSET', KEYS[1], 'state', 'running', 'since', ARGV[1])
+  redis.call('HDEL', KEYS[1], 'approval_id')
+  return message
+end
+redis.call('HSET', KEYS[1], 'state', 'idle')
+redis.call('HDEL', KEYS[1], 'approval_id', 'since')
+return false
+"""
+
+RESUME_TRANSITION_SCRIPT: Final = """
+-- KEYS[1]: the approval hash
+-- ARGV[1]: the resume state expected now
+-- ARGV[2]: the resume state to move to
+-- returns 1 if moved, 0 if the state was another (somebody else moved it first)
+if redis.call('HGET', KEYS[1], 'resume') ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'resume', ARGV[2])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer to "may this message run now?"."""
+
+    run_now: bool
+    #: when another message queued earlier must run first, that message (the new one queued)
+    earlier: dict[str, Any] | None = None
+    busy_state: str | None = None  # "running" or "waiting" when queued
+    position: int = 0
+
+
+class Store:
+    """All of the bot's state in Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._decide = client.register_script(DECIDE_SCRIPT)
+        self._claim = client.register_script(CLAIM_THREAD_SCRIPT)
+        self._next = client.register_script(NEXT_IN_THREAD_SCRIPT)
+        self._transition = client.register_script(RESUME_TRANSITION_SCRIPT)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except (RedisError, OSError):
+            return False
+
+    # -- approvals ---------------------------------------------------------------------------
+    async def create_approval(self, request: ApprovalRequest) -> None:
+        """Store a new request (before anything about it is posted) and list it as pending."""
+        key = keys.approval(request.id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=_fields(request))
+            pipe.zadd(keys.PENDING_ZSET, {request.id: request.created_at})
+            await pipe.execute()
+
+    async def get_approval(self, approval_id: str) -> ApprovalRequest:
+        fields = await self.redis.hgetall(keys.approval(approval_id))
+        if not fields:
+            raise ApprovalNotFound(approval_id)
+        return _from_fields(fields)
+
+    async def decide(self, request: ApprovalRequest, decision: Decision) -> ApprovalRequest:
+        """Record ``decision`` if nobody decided first; raise AlreadyDecided otherwise."""
+        result = await self._decide(
+            keys=[keys.approval(request.id), keys.PENDING_ZSET],
+            args=[request.id, decision.status.value, _decision_json(decision)],
+        )
+        outcome = [_text(part) for part in result]
+        if outcome[0] == "missing":
+            raise ApprovalNotFound(request.id)
+        if outcome[0] == "decided":
+            earlier = json.loads(outcome[2]) if outcome[2] else {}
+            raise AlreadyDecided(request.id, outcome[1], earlier.get("user_id"))
+        return request.decided(decision)
+
+    async def update_approval(self, request: ApprovalRequest, **changes: Any) -> ApprovalRequest:
+        """Store the mutable parts (card, resume state, outcome) of ``request`` with changes."""
+        updated = replace(request, **changes)
+        fields = {
+            k: v for k, v in _fields(updated).items() if k not in ("record", "status", "decision")
+        }
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.approval(request.id), mapping=fields)
+            if updated.resume in (Resume.DONE, Resume.DEFERRED):
+                pipe.expire(keys.approval(request.id), keys.DECIDED_APPROVAL_TTL_S)
+            await pipe.execute()
+        return updated
+
+    async def start_resume(self, request: ApprovalRequest, expected: Resume) -> bool:
+        """Move the request's resume state from ``expected`` to running; False if raced."""
+        moved = await self._transition(
+            keys=[keys.approval(request.id)], args=[expected.value, Resume.RUNNING.value]
+        )
+        return bool(moved)
+
+    async def pending_ids(self) -> list[str]:
+        return [_text(member) for member in await self.redis.zrange(keys.PENDING_ZSET, 0, -1)]
+
+    # -- approved call results (tools.CallLedger) --------------------------------------------
+    async def stored_result(self, tool_call_id: str) -> str | None:
+        value = await self.redis.get(keys.call_result(tool_call_id))
+        return None if value is None else _text(value)
+
+    async def store_result(self, tool_call_id: str, result: str) -> None:
+        await self.redis.set(keys.call_result(tool_call_id), result, ex=keys.CALL_RESULT_TTL_S)
+
+    # -- threads -----------------------------------------------------------------------------
+    async def claim_thread(self, thread: ThreadRef, message: dict[str, Any]) -> Claim:
+        """Mark the thread running for ``message``, or queue the message behind its work."""
+        result = await self._claim(
+            keys=[keys.thread(thread.key), keys.thread_queue(thread.key)],
+            args=[json.dumps(message), keys.THREAD_TTL_S, int(time.time()), RUN_LEASE_S],
+        )
+        kind = _text(result[0])
+        if kind == "run":
+            return Claim(run_now=True)
+        if kind == "run-queued":
+            return Claim(run_now=True, earlier=json.loads(_text(result[1])))
+        return Claim(run_now=False, busy_state=_text(result[1]), position=int(result[2]))
+
+    async def next_in_thread(self, thread: ThreadRef) -> dict[str, Any] | None:
+        """The thread's work is done: the next queued message (thread stays busy), or None."""
+        message = await self._next(
+            keys=[keys.thread(thread.key), keys.thread_queue(thread.key)],
+            args=[int(time.time())],
+        )
+        return None if message is None else dict(json.loads(_text(message)))
+
+    async def park_thread(self, thread: ThreadRef, approval_id: str) -> None:
+        """The thread waits for a decision: new messages queue until the resume is done."""
+        await self.redis.hset(
+            keys.thread(thread.key), mapping={"state": "waiting", "approval_id": approval_id}
+        )
+
+    async def conversation_id(self, thread: ThreadRef) -> str | None:
+        value = await self.redis.hget(keys.thread(thread.key), "conversation_id")
+        return None if value is None else _text(value)
+
+    async def set_conversation_id(self, thread: ThreadRef, conversation_id: str) -> None:
+        key = keys.thread(thread.key)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, "conversation_id", conversation_id)
+            pipe.expire(key, keys.THREAD_TTL_S)
+            await pipe.execute()
+
+    async def queued_messages(self, thread: ThreadRef) -> list[dict[str, Any]]:
+        items = await self.redis.lrange(keys.thread_queue(thread.key), 0, -1)
+        return [json.loads(_text(item)) for item in items]
+
+    # -- failed turns (Retry) ----------------------------------------------------------------
+    async def save_turn(self, turn_id: str, message: dict[str, Any]) -> None:
+        await self.redis.set(keys.turn(turn_id), json.dumps(message), ex=keys.TURN_TTL_S)
+
+    async def take_turn(self, turn_id: str) -> dict[str, Any] | None:
+        """Remove and return a failed turn, so that one Retry click retries it once."""
+        value = await self.redis.getdel(keys.turn(turn_id))
+        return None if value is None else dict(json.loads(_text(value)))
+
+    # -- Slack caches ------------------------------------------------------------------------
+    async def cached_members(self, channel_id: str) -> set[str] | None:
+        value = await self.redis.get(keys.channel_members(channel_id))
+        return None if value is None else set(json.loads(_text(value)))
+
+    async def cache_members(self, channel_id: str, members: set[str]) -> None:
+        await self.redis.set(
+            keys.channel_members(channel_id),
+            json.dumps(sorted(members)),
+            ex=keys.CHANNEL_MEMBERS_TTL_S,
+        )
+
+    async def first_sighting(self, event_id: str) -> bool:
+        """True the first time ``event_id`` is seen (within the retry window)."""
+        return bool(
+            await self.redis.set(keys.event_seen(event_id), 1, nx=True, ex=keys.EVENT_SEEN_TTL_S)
+        )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _decision_json(decision: Decision) -> str:
+    return json.dumps(
+        {
+            "status": decision.status.value,
+            "user_id": decision.user_id,
+            "at": decision.at,
+            "reason": decision.reason,
+        }
+    )
+
+
+def _ref_json(ref: MessageRef | None) -> str:
+    return json.dumps({"channel_id": ref.channel_id, "ts": ref.ts}) if ref else ""
+
+
+def _fields(request: ApprovalRequest) -> dict[FieldT, EncodableT]:
+    return {
+        "v": keys.SCHEMA_VERSION,
+        "record": request.to_json(),
+        "status": request.status.value,
+        "decision": _decision_json(request.decision) if request.decision else "",
+        "card": _ref_json(request.card),
+        "resume": request.resume.value,
+        "outcome": request.outcome or "",
+        "follow_up_id": request.follow_up_id or "",
+    }
+
+
+def _from_fields(raw: dict[Any, Any]) -> ApprovalRequest:
+    fields = {_text(k): _text(v) for k, v in raw.items()}
+    request = ApprovalRequest.from_json(fields["record"])
+    decision = json.loads(fields["decision"]) if fields.get("decision") else None
+    card = json.loads(fields["card"]) if fields.get("card") else None
+    return replace(
+        request,
+        status=Status(fields["status"]),
+        decision=Decision(**{**decision, "status": Status(decision["status"])})
+        if decision
+        else None,
+        card=MessageRef(**card) if card else None,
+        resume=Resume(fields.get("resume") or Resume.WAITING),
+        outcome=fields.get("outcome") or None,
+        follow_up_id=fields.get("follow_up_id") or None,
+    )
+
+
+def redis_error(error: RedisError | OSError) -> UpstreamError:
+    return UpstreamError("redis", f"Redis failed: {error}")

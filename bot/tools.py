@@ -1,0 +1,186 @@
+"""Local Python functions the model may call: loading them from the config, registering them.
+
+Approved calls run through a guard: the result of an approved call is stored by its
+``tool_call_id`` before the conversation resumes, so a resume that is retried (after a
+Mistral outage, say) appends the stored result instead of running the action again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import inspect
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from mistralai.extra.run.context import RunContext
+from mistralai.extra.run.tools import create_tool_call
+
+from bot.config import BotConfig, describe, read_yaml
+from bot.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+class CallLedger(Protocol):
+    """Where results of approved calls are kept (the store implements it)."""
+
+    async def stored_result(self, tool_call_id: str) -> str | None: ...
+
+    async def store_result(self, tool_call_id: str, result: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class ApprovedCalls:
+    """The approved calls a resume is about to run, by (tool name, canonical arguments)."""
+
+    ledger: CallLedger
+    tool_call_ids: Mapping[tuple[str, str], str]
+
+
+#: Set for the duration of one resume; read by the guarded tool wrappers.
+_approved_calls: ContextVar[ApprovedCalls | None] = ContextVar("approved_calls", default=None)
+
+
+def canonical_arguments(arguments: Mapping[str, Any] | str) -> str:
+    """One spelling of a call's arguments, to recognize the call when the SDK runs it."""
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            return str(arguments)
+    return json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def approving(calls: ApprovedCalls | None) -> Any:
+    """Context token: ``token = approving(...)`` then ``_approved_calls.reset(token)``."""
+    return _approved_calls.set(calls)
+
+
+def stop_approving(token: Any) -> None:
+    _approved_calls.reset(token)
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call, and whether a person must approve each call."""
+
+    name: str
+    function: Callable[..., Any]
+    requires_confirmation: bool
+    ref: str
+
+    def register(self, run_ctx: RunContext) -> None:
+        run_ctx.register_func(
+            _guarded(self.function), requires_confirmation=self.requires_confirmation
+        )
+
+
+def _guarded(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """Wrap ``function`` so approved calls run at most once and sync tools leave the loop free.
+
+    ``functools.wraps`` keeps the name, docstring, signature and type hints the SDK reads to
+    describe the tool to the model.
+    """
+
+    @functools.wraps(function)
+    async def run_tool(**arguments: Any) -> Any:
+        approved = _approved_calls.get()
+        key = (function.__name__, canonical_arguments(arguments))
+        tool_call_id = approved.tool_call_ids.get(key) if approved else None
+        if approved is None or tool_call_id is None:
+            return await _call(function, arguments)
+        stored = await approved.ledger.stored_result(tool_call_id)
+        if stored is not None:
+            logger.info("tool %s call %s ran before; reusing its result", key[0], tool_call_id)
+            return stored
+        result = await _call(function, arguments)
+        text = result if isinstance(result, str) else json.dumps(result, default=str)
+        await approved.ledger.store_result(tool_call_id, text)
+        return text
+
+    return run_tool
+
+
+async def _call(function: Callable[..., Any], arguments: dict[str, Any]) -> Any:
+    if inspect.iscoroutinefunction(function):
+        return await function(**arguments)
+    # A blocking tool must not stall the event loop that acknowledges Slack's requests.
+    return await asyncio.to_thread(function, **arguments)
+
+
+def _import_ref(ref: str) -> Any:
+    module_name, _, attribute = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise LookupError(
+            f"cannot import module {module_name!r} ({error}); fix: install it or add its "
+            "folder to PYTHONPATH"
+        ) from error
+    except Exception as error:  # the module itself is broken: report it, do not crash
+        raise LookupError(
+            f"importing {module_name!r} failed: {type(error).__name__}: {error}; "
+            "fix: the error is in that module"
+        ) from error
+    try:
+        return getattr(module, attribute)
+    except AttributeError as error:
+        raise LookupError(
+            f"module {module_name!r} has no {attribute!r}; fix: check the function name"
+        ) from error
+
+
+def _load_one(ref: str) -> Callable[..., Any]:
+    function = _import_ref(ref)
+    if not inspect.isfunction(function):
+        raise LookupError(
+            f"{ref} is a {type(function).__name__}, not a function; fix: point ref at a "
+            "plain `def` or `async def` function"
+        )
+    try:
+        create_tool_call(function)
+    except Exception as error:  # the SDK cannot describe it to the model
+        raise LookupError(
+            f"{ref} cannot be described to the model ({error}); fix: give every parameter a "
+            "JSON-compatible type hint"
+        ) from error
+    return function
+
+
+def load_tools(config: BotConfig, config_path: Path) -> list[Tool]:
+    """Import every function the config names; raise one ConfigError listing every problem."""
+    _, lines = read_yaml(config_path) if config_path.exists() else (None, {})
+    tools: list[Tool] = []
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for index, entry in enumerate(config.tools.functions):
+        loc = ("tools", "functions", index, "ref")
+        try:
+            function = _load_one(entry.ref)
+        except LookupError as error:
+            problems.append(describe(config_path, lines, loc, str(error)))
+            continue
+        name = function.__name__
+        if name in seen:
+            problems.append(
+                describe(
+                    config_path,
+                    lines,
+                    loc,
+                    f"a second tool named {name!r} (also {seen[name]}); the model calls tools "
+                    "by function name, fix: rename one",
+                )
+            )
+            continue
+        seen[name] = entry.ref
+        tools.append(Tool(name, function, entry.requires_confirmation, entry.ref))
+    if problems:
+        raise ConfigError(str(config_path), problems)
+    return tools

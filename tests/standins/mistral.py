@@ -1,0 +1,746 @@
+"""A local stand-in for the Mistral Conversations API, for tests.
+
+``MistralStandIn`` is an aiohttp server bound to ``127.0.0.1`` on a free port that speaks
+enough of the Conversations API for the real SDK (``mistralai.Mistral(server_url=...)``
+and ``client.beta.conversations.run_async``) to work against it, including the
+tool-call deferral flow (client-side ``requires_confirmation`` functions and server-side
+``confirmation_status="pending"`` calls answered with ``tool_confirmations``).
+
+Every request body is validated against the request schema the OpenAPI spec gives for the
+operation, and every response body against the matching response schema. Contract
+violations are collected in ``standin.errors`` so a test can end with
+``assert standin.errors == []``.
+
+The "model" is a script: a callable receiving a :class:`ModelTurn` and returning output
+entries built with :func:`message` and :func:`function_call`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import functools
+import inspect
+import json
+import os
+import re
+import secrets
+import string
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from urllib.parse import quote
+
+import yaml
+from aiohttp import web
+from jsonschema.exceptions import (  # type: ignore[import-untyped,unused-ignore]
+    ValidationError,
+    best_match,
+)
+from openapi_schema_validator import OAS31Validator, oas31_format_checker
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "MistralStandIn",
+    "ModelTurn",
+    "RecordedRequest",
+    "Script",
+    "function_call",
+    "message",
+    "scripted",
+    "travel_agent_script",
+]
+
+DEFAULT_MODEL = "mistral-medium-latest"
+SPEC_PATH_ENV = "MISTRAL_OPENAPI_SPEC"
+_DEFAULT_SPEC_PATH = Path("/work/shared/specs/mistral-openapi.yaml")
+_SPEC_URI = "urn:mistral-openapi"
+
+START_PATH = "/v1/conversations"
+APPEND_PATH = "/v1/conversations/{conversation_id}"
+HISTORY_PATH = "/v1/conversations/{conversation_id}/history"
+
+Entry = dict[str, Any]
+ConfirmationStatus = Literal["pending", "allowed", "denied"]
+
+
+# --------------------------------------------------------------------------- spec
+
+
+def spec_path() -> Path:
+    """Where the OpenAPI spec is read from (``$MISTRAL_OPENAPI_SPEC`` overrides)."""
+    return Path(os.environ.get(SPEC_PATH_ENV, _DEFAULT_SPEC_PATH))
+
+
+@functools.cache
+def load_spec() -> dict[str, Any]:
+    """Parse the OpenAPI spec once per process."""
+    with spec_path().open("rb") as fh:
+        spec: dict[str, Any] = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    if not str(spec.get("openapi", "")).startswith("3.1"):
+        raise RuntimeError(f"expected an OpenAPI 3.1 spec, got {spec.get('openapi')!r}")
+    return spec
+
+
+@functools.cache
+def _registry() -> Registry[Any]:
+    resource = Resource.from_contents(load_spec(), default_specification=DRAFT202012)
+    registry: Registry[Any] = Registry().with_resource(_SPEC_URI, resource)
+    return registry
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def _schema_pointer(path: str, method: str, status: int | None) -> str | None:
+    """JSON pointer to the request schema (status None) or a response schema, if any."""
+    operation = load_spec()["paths"].get(path, {}).get(method)
+    if operation is None:
+        return None
+    if status is None:
+        holder = operation.get("requestBody")
+        prefix = f"/paths/{_escape(path)}/{method}/requestBody"
+    else:
+        holder = operation.get("responses", {}).get(str(status))
+        prefix = f"/paths/{_escape(path)}/{method}/responses/{status}"
+    if holder is None or "schema" not in holder.get("content", {}).get("application/json", {}):
+        return None
+    return f"{prefix}/content/application~1json/schema"
+
+
+@functools.cache
+def _validator(path: str, method: str, status: int | None) -> tuple[OAS31Validator, str] | None:
+    """A cached validator (and the schema's name) for an operation's request or response."""
+    pointer = _schema_pointer(path, method, status)
+    if pointer is None:
+        return None
+    schema = _registry().resolver(_SPEC_URI).lookup(f"{_SPEC_URI}#{pointer}").contents
+    name = str(schema.get("$ref", pointer)).rsplit("/", 1)[-1]
+    ref = {"$ref": f"{_SPEC_URI}#{quote(pointer)}"}
+    return OAS31Validator(ref, registry=_registry(), format_checker=oas31_format_checker), name
+
+
+def _describe(errors: list[ValidationError], schema_name: str) -> str:
+    worst = best_match(errors)
+    where = "/".join(str(p) for p in worst.absolute_path) or "<root>"
+    return f"not a valid {schema_name}: at {where}: {worst.message}"
+
+
+def validation_error_body(detail: Iterable[tuple[list[str | int], str]]) -> dict[str, Any]:
+    """An ``HTTPValidationError`` body from ``(loc, msg)`` pairs."""
+    return {"detail": [{"loc": loc, "msg": msg, "type": "value_error"} for loc, msg in detail]}
+
+
+# --------------------------------------------------------------------------- entries
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(16)}"
+
+
+def _tool_call_id() -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(9))
+
+
+_ID_PREFIX = {
+    "message.input": "msg",
+    "message.output": "msg",
+    "function.call": "fc",
+    "function.result": "fr",
+    "tool.execution": "te",
+    "agent.handoff": "ah",
+}
+
+
+def message(text: str) -> Entry:
+    """A ``message.output`` entry (the stand-in fills ``model`` from the conversation)."""
+    now = _now()
+    return {
+        "object": "entry",
+        "type": "message.output",
+        "created_at": now,
+        "completed_at": now,
+        "agent_id": None,
+        "model": None,
+        "id": _new_id("msg"),
+        "role": "assistant",
+        "content": text,
+    }
+
+
+def function_call(
+    name: str,
+    arguments: dict[str, Any] | str,
+    *,
+    tool_call_id: str | None = None,
+    confirmation_status: ConfirmationStatus | None = None,
+) -> Entry:
+    """A ``function.call`` entry; ``arguments`` is sent as a JSON string.
+
+    ``confirmation_status="pending"`` marks a server-side call awaiting the user's
+    confirmation (the SDK defers it with ``SERVER_SIDE_CONFIRMATION_REQUIRED``).
+    """
+    if confirmation_status not in (None, "pending", "allowed", "denied"):
+        raise ValueError(f"invalid confirmation_status {confirmation_status!r}")
+    now = _now()
+    entry: Entry = {
+        "object": "entry",
+        "type": "function.call",
+        "created_at": now,
+        "completed_at": now,
+        "agent_id": None,
+        "model": None,
+        "id": _new_id("fc"),
+        "tool_call_id": tool_call_id or _tool_call_id(),
+        "name": name,
+        "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
+    }
+    if confirmation_status is not None:
+        entry["confirmation_status"] = confirmation_status
+    return entry
+
+
+def _entry_type(entry: Entry) -> str | None:
+    explicit = entry.get("type")
+    if isinstance(explicit, str):
+        return explicit
+    if "role" in entry:
+        return "message.input"
+    if "result" in entry:
+        return "function.result"
+    if "name" in entry and "arguments" in entry:
+        return "function.call"
+    if "content" in entry:
+        return "message.output"
+    return None
+
+
+def _normalize_inputs(inputs: Any) -> list[Entry]:
+    """Input entries as the server stores them: typed, with ids and timestamps."""
+    if inputs is None:
+        return []
+    if isinstance(inputs, str):
+        inputs = [{"type": "message.input", "role": "user", "content": inputs}]
+    normalized: list[Entry] = []
+    for raw in inputs:
+        entry = copy.deepcopy(raw)
+        kind = _entry_type(entry)
+        now = _now()
+        entry.setdefault("object", "entry")
+        if kind is not None:
+            entry.setdefault("type", kind)
+        entry.setdefault("created_at", now)
+        entry.setdefault("completed_at", now)
+        entry.setdefault("id", _new_id(_ID_PREFIX.get(kind or "", "entry")))
+        normalized.append(entry)
+    return normalized
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(c.get("text", "") for c in content if isinstance(c, dict))
+    return ""
+
+
+# --------------------------------------------------------------------------- scripts
+
+
+@dataclass
+class ModelTurn:
+    """What the scripted model sees for one start/append request."""
+
+    conversation_id: str
+    request: dict[str, Any]
+    inputs: list[Entry]
+    history: list[Entry]
+    tools: list[dict[str, Any]]
+    tool_confirmations: list[dict[str, Any]]
+    instructions: str | None
+    model: str | None = None
+
+    def last_user_text(self) -> str | None:
+        """Content of the newest user ``message.input`` among inputs, then history."""
+        for entry in [*reversed(self.inputs), *reversed(self.history)]:
+            if entry.get("type") == "message.input" and entry.get("role") == "user":
+                return _text_of(entry.get("content"))
+        return None
+
+    def function_results(self) -> list[Entry]:
+        """The ``function.result`` entries among this request's inputs."""
+        return [e for e in self.inputs if e.get("type") == "function.result"]
+
+    def find_call(self, tool_call_id: str) -> Entry | None:
+        """The ``function.call`` entry (history or inputs) with this tool_call_id."""
+        for entry in [*self.history, *self.inputs]:
+            if entry.get("type") == "function.call" and entry.get("tool_call_id") == tool_call_id:
+                return entry
+        return None
+
+
+ScriptResult = list[Entry] | Awaitable[list[Entry]]
+
+
+class Script(Protocol):
+    """The scripted model: returns (or resolves to) the output entries of one turn."""
+
+    def __call__(self, turn: ModelTurn, /) -> ScriptResult: ...
+
+
+_CITY = r"([A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)*)"
+_WEATHER_RE = re.compile(r"(?i:weather\s+in)\s+" + _CITY)
+_BOOK_TO_RE = re.compile(r"\bto\s+" + _CITY)
+
+
+def travel_agent_script(turn: ModelTurn) -> list[Entry]:
+    """Default script.
+
+    * function results among inputs -> ``message("Done: " + "; ".join(results))``;
+    * only ``tool_confirmations`` (server-side calls) -> ``message("Done: gmail_search allowed")``;
+    * "weather in <City>" -> ``get_weather(city=City)``;
+    * "book" and "to <City>" -> ``book_flight(destination=City, date="2026-12-01")``;
+    * anything else -> ``message("You said: " + text)``.
+    """
+    results = turn.function_results()
+    if results:
+        return [message("Done: " + "; ".join(str(r.get("result", "")) for r in results))]
+    if turn.tool_confirmations:
+        parts = []
+        for tc in turn.tool_confirmations:
+            call = turn.find_call(str(tc.get("tool_call_id")))
+            name = call["name"] if call else tc.get("tool_call_id")
+            parts.append(f"{name} {'allowed' if tc.get('confirmation') == 'allow' else 'denied'}")
+        return [message("Done: " + "; ".join(parts))]
+    text = turn.last_user_text() or ""
+    if weather := _WEATHER_RE.search(text):
+        return [function_call("get_weather", {"city": weather.group(1)})]
+    if "book" in text.lower() and (dest := _BOOK_TO_RE.search(text)):
+        return [function_call("book_flight", {"destination": dest.group(1), "date": "2026-12-01"})]
+    return [message("You said: " + text)]
+
+
+def scripted(*steps: list[Entry] | Script) -> Script:
+    """A script answering request N with ``steps[N]`` (a list of outputs or a script).
+
+    More requests than steps fail the request with an AssertionError recorded in ``errors``.
+    """
+    remaining = list(steps)
+    count = 0
+
+    def script(turn: ModelTurn) -> ScriptResult:
+        nonlocal count
+        count += 1
+        if not remaining:
+            raise AssertionError(
+                f"scripted(): request #{count} to {turn.conversation_id} arrived but only "
+                f"{len(steps)} step(s) were scripted (inputs: {turn.inputs!r})"
+            )
+        step = remaining.pop(0)
+        return step(turn) if callable(step) else copy.deepcopy(step)
+
+    return script
+
+
+# --------------------------------------------------------------------------- server
+
+
+@dataclass
+class RecordedRequest:
+    """One HTTP request received by the stand-in (``status`` is what it answered)."""
+
+    method: str
+    path: str
+    body: dict[str, Any] | None
+    headers: dict[str, str] = field(default_factory=dict)
+    status: int | None = None
+
+
+@dataclass
+class _Conversation:
+    id: str
+    model: str | None
+    agent_id: str | None
+    tools: list[dict[str, Any]]
+    instructions: str | None
+    entries: list[Entry] = field(default_factory=list)
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: Any
+    commit: Callable[[], None] | None = None
+
+
+@dataclass
+class _Fault:
+    status: int
+    body: dict[str, Any] | None
+
+
+class _BadRequest(Exception):
+    """A request the stand-in refuses with 422 and records in ``errors``."""
+
+    def __init__(self, msg: str, loc: list[str | int] | None = None) -> None:
+        super().__init__(msg)
+        self.loc: list[str | int] = loc or ["body"]
+
+
+Handler = Callable[[web.Request, dict[str, Any] | None], Awaitable[_Reply]]
+
+
+class MistralStandIn:
+    """Local fake of the Mistral Conversations API.
+
+    Use as ``async with MistralStandIn() as standin:`` and point the SDK at
+    ``standin.url``. Attributes a test reads or sets:
+
+    * ``script`` - the scripted model (default :func:`travel_agent_script`);
+    * ``requests`` - every :class:`RecordedRequest` received, failed ones included;
+    * ``errors`` - contract violations: invalid request bodies, missing auth, unknown
+      routes, script failures, responses that would not match the spec.
+    """
+
+    def __init__(self, script: Script | None = None, *, api_key: str | None = None) -> None:
+        """``api_key``, if given, must be the bearer token; otherwise any token is accepted."""
+        self.script: Script = script or travel_agent_script
+        self.api_key = api_key
+        self.requests: list[RecordedRequest] = []
+        self.errors: list[str] = []
+        self._conversations: dict[str, _Conversation] = {}
+        self._faults: list[_Fault] = []
+        self._delays: list[float] = []
+        self._closing = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+        load_spec()
+
+    # ------------------------------------------------------------- lifecycle
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:54321`` (pass as ``server_url``)."""
+        if self._url is None:
+            raise RuntimeError("MistralStandIn is not started")
+        return self._url
+
+    async def start(self) -> MistralStandIn:
+        """Bind to a free port on 127.0.0.1 and start serving."""
+        app = web.Application()
+        app.router.add_post(START_PATH, self._route(START_PATH, "post", self._start))
+        app.router.add_post(APPEND_PATH, self._route(APPEND_PATH, "post", self._append))
+        app.router.add_get(HISTORY_PATH, self._route(HISTORY_PATH, "get", self._history))
+        app.router.add_route("*", "/{tail:.*}", self._unknown_route)
+        self._closing.clear()
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self._url = f"http://{host}:{port}"
+        return self
+
+    async def close(self) -> None:
+        """Stop serving; requests still sleeping in ``delay_next`` are cut short."""
+        self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> MistralStandIn:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------- test controls
+
+    def fail_next(self, status: int, count: int = 1, body: dict[str, Any] | None = None) -> None:
+        """Answer the next ``count`` conversation requests with ``status``.
+
+        The body defaults to a spec-shaped error (``HTTPValidationError`` for 422,
+        ``{"message": ...}`` otherwise). Conversation state is left untouched.
+        """
+        self._faults.extend(_Fault(status, body) for _ in range(count))
+
+    def delay_next(self, seconds: float, count: int = 1) -> None:
+        """Sleep ``seconds`` before answering the next ``count`` conversation requests.
+
+        A delayed request is still processed afterwards (like a real server whose
+        client gave up), unless the stand-in is closing.
+        """
+        self._delays.extend(seconds for _ in range(count))
+
+    def conversation_history(self, conversation_id: str) -> list[Entry]:
+        """A copy of the stored entries (inputs and outputs) of a conversation."""
+        return copy.deepcopy(self._conversations[conversation_id].entries)
+
+    @property
+    def conversation_ids(self) -> list[str]:
+        """Ids of the conversations started so far, oldest first."""
+        return list(self._conversations)
+
+    # ------------------------------------------------------------- plumbing
+
+    def _route(self, path: str, method: str, handler: Handler) -> Callable[..., Any]:
+        async def serve(request: web.Request) -> web.Response:
+            return await self._serve(request, path, method, handler)
+
+        return serve
+
+    async def _serve(
+        self, request: web.Request, path: str, method: str, handler: Handler
+    ) -> web.Response:
+        raw = await request.read()
+        body: Any = None
+        bad_json: str | None = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError as exc:
+                bad_json = f"body is not JSON: {exc}"
+        recorded = RecordedRequest(
+            request.method,
+            request.path,
+            body if isinstance(body, dict) else None,
+            dict(request.headers),
+        )
+        self.requests.append(recorded)
+        label = f"{request.method} {request.path}"
+        reply = await self._answer(request, path, method, handler, body, bad_json, label)
+        response = self._send(reply, path, method, label)
+        recorded.status = response.status
+        return response
+
+    async def _answer(
+        self,
+        request: web.Request,
+        path: str,
+        method: str,
+        handler: Handler,
+        body: Any,
+        bad_json: str | None,
+        label: str,
+    ) -> _Reply:
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+        if not token or (self.api_key is not None and token != self.api_key):
+            self.errors.append(f"{label}: missing or wrong 'Authorization: Bearer <key>' header")
+            return _Reply(401, {"message": "Unauthorized", "type": "unauthorized"})
+        if self._delays:
+            await self._sleep(self._delays.pop(0))
+            if self._closing.is_set():
+                return _Reply(503, {"message": "stand-in shutting down"})
+        problem = self._check_request(path, method, body, bad_json)
+        if problem is not None:
+            self.errors.append(f"{label}: request {problem[0]}")
+            return _Reply(422, validation_error_body(problem[1]))
+        if self._faults:
+            fault = self._faults.pop(0)
+            default = (
+                validation_error_body([(["body"], "injected failure")])
+                if fault.status == 422
+                else {"message": f"Injected failure (HTTP {fault.status})", "type": "injected"}
+            )
+            return _Reply(fault.status, fault.body if fault.body is not None else default)
+        try:
+            return await handler(request, body)
+        except _BadRequest as exc:
+            self.errors.append(f"{label}: {exc}")
+            return _Reply(422, validation_error_body([(exc.loc, str(exc))]))
+        except Exception as exc:  # the script (or the stand-in) blew up
+            self.errors.append(f"{label}: {type(exc).__name__}: {exc}")
+            return _Reply(500, {"message": f"stand-in failure: {type(exc).__name__}: {exc}"})
+
+    @staticmethod
+    def _check_request(
+        path: str, method: str, body: Any, bad_json: str | None
+    ) -> tuple[str, list[tuple[list[str | int], str]]] | None:
+        """(summary, HTTPValidationError details) if the body breaks the request schema."""
+        found = _validator(path, method, None)
+        if found is None:
+            return None
+        if bad_json or body is None:
+            problem = bad_json or "body is required"
+            return problem, [(["body"], problem)]
+        errors = list(found[0].iter_errors(body))
+        if not errors:
+            return None
+        return _describe(errors, found[1]), [
+            (["body", *e.absolute_path], e.message) for e in errors
+        ]
+
+    def _send(self, reply: _Reply, path: str, method: str, label: str) -> web.Response:
+        found = _validator(path, method, reply.status)
+        if found is not None:
+            errors = list(found[0].iter_errors(reply.body))
+            if errors:
+                problem = f"{label}: stand-in response {reply.status} {_describe(errors, found[1])}"
+                self.errors.append(problem)
+                return web.json_response({"message": problem}, status=500)
+        if reply.commit is not None:
+            reply.commit()
+        return web.json_response(reply.body, status=reply.status)
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._closing.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    async def _unknown_route(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        parsed: Any = None
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            pass
+        recorded = RecordedRequest(
+            request.method,
+            request.path,
+            parsed if isinstance(parsed, dict) else None,
+            dict(request.headers),
+            404,
+        )
+        self.requests.append(recorded)
+        self.errors.append(f"{request.method} {request.path}: not emulated by the stand-in")
+        return web.json_response({"message": "Not Found", "type": "not_found"}, status=404)
+
+    # ------------------------------------------------------------- operations
+
+    async def _start(self, request: web.Request, body: dict[str, Any] | None) -> _Reply:
+        assert body is not None
+        model, agent_id = body.get("model"), body.get("agent_id")
+        if not model and not agent_id:
+            raise _BadRequest("one of 'model' or 'agent_id' is required")
+        conv = _Conversation(
+            id=_new_id("conv"),
+            model=model,
+            agent_id=agent_id,
+            tools=list(body.get("tools") or []),
+            instructions=body.get("instructions"),
+        )
+        inputs = _normalize_inputs(body.get("inputs"))
+        return await self._turn(conv, body, inputs, [], new=True)
+
+    async def _append(self, request: web.Request, body: dict[str, Any] | None) -> _Reply:
+        assert body is not None
+        conversation_id = request.match_info["conversation_id"]
+        conv = self._conversations.get(conversation_id)
+        if conv is None:
+            return _Reply(
+                404,
+                {"message": f"Conversation {conversation_id} not found", "type": "not_found"},
+            )
+        inputs = _normalize_inputs(body.get("inputs"))
+        confirmations = list(body.get("tool_confirmations") or [])
+        self._check_tool_references(conv, inputs, confirmations)
+        return await self._turn(conv, body, inputs, confirmations, new=False)
+
+    async def _history(self, request: web.Request, body: dict[str, Any] | None) -> _Reply:
+        conversation_id = request.match_info["conversation_id"]
+        conv = self._conversations.get(conversation_id)
+        if conv is None:
+            return _Reply(
+                404,
+                {"message": f"Conversation {conversation_id} not found", "type": "not_found"},
+            )
+        entries = copy.deepcopy(conv.entries)
+        return _Reply(
+            200,
+            {"object": "conversation.history", "conversation_id": conv.id, "entries": entries},
+        )
+
+    def _check_tool_references(
+        self, conv: _Conversation, inputs: list[Entry], confirmations: list[dict[str, Any]]
+    ) -> None:
+        entries = [*conv.entries, *inputs]
+        calls = {e.get("tool_call_id"): e for e in entries if e.get("type") == "function.call"}
+        answered = {
+            e.get("tool_call_id") for e in conv.entries if e.get("type") == "function.result"
+        }
+        for i, entry in enumerate(inputs):
+            if entry.get("type") != "function.result":
+                continue
+            tcid = entry.get("tool_call_id")
+            if tcid not in calls:
+                raise _BadRequest(
+                    f"function.result for unknown tool_call_id {tcid!r}", ["body", "inputs", i]
+                )
+            if tcid in answered:
+                raise _BadRequest(
+                    f"tool_call_id {tcid!r} already has a result", ["body", "inputs", i]
+                )
+            answered.add(tcid)
+        for i, tc in enumerate(confirmations):
+            call = calls.get(tc["tool_call_id"])
+            if call is None or call.get("confirmation_status") != "pending":
+                raise _BadRequest(
+                    f"tool confirmation for {tc['tool_call_id']!r}, which is not a pending call",
+                    ["body", "tool_confirmations", i],
+                )
+
+    async def _turn(
+        self,
+        conv: _Conversation,
+        body: dict[str, Any],
+        inputs: list[Entry],
+        confirmations: list[dict[str, Any]],
+        *,
+        new: bool,
+    ) -> _Reply:
+        turn = ModelTurn(
+            conversation_id=conv.id,
+            request=copy.deepcopy(body),
+            inputs=copy.deepcopy(inputs),
+            history=copy.deepcopy(conv.entries),
+            tools=copy.deepcopy(conv.tools),
+            tool_confirmations=copy.deepcopy(confirmations),
+            instructions=conv.instructions,
+            model=conv.model,
+        )
+        produced = self.script(turn)
+        outputs = await produced if inspect.isawaitable(produced) else produced
+        if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+            raise TypeError(f"script must return a list of entry dicts, got {outputs!r}")
+        outputs = copy.deepcopy(outputs)
+        for entry in outputs:
+            if "model" in entry and entry["model"] is None and conv.model:
+                entry["model"] = conv.model
+            if "agent_id" in entry and entry["agent_id"] is None and conv.agent_id:
+                entry["agent_id"] = conv.agent_id
+        prompt = len(json.dumps([conv.instructions, conv.entries, inputs])) // 4
+        completion = max(1, len(json.dumps(outputs)) // 4)
+        response = {
+            "object": "conversation.response",
+            "conversation_id": conv.id,
+            "outputs": outputs,
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+        }
+
+        def commit() -> None:
+            status = {"allow": "allowed", "deny": "denied"}
+            decided = {tc["tool_call_id"]: status[tc["confirmation"]] for tc in confirmations}
+            for entry in conv.entries:
+                if entry.get("type") == "function.call" and entry.get("tool_call_id") in decided:
+                    entry["confirmation_status"] = decided[entry["tool_call_id"]]
+            conv.entries.extend(copy.deepcopy([*inputs, *outputs]))
+            if new:
+                self._conversations[conv.id] = conv
+
+        return _Reply(200, response, commit)

@@ -1,0 +1,349 @@
+"""Tests for the Slack Web API stand-in, driven through a real ``AsyncWebClient``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
+    DividerBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from tests.standins.slack import SlackStandIn
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackStandIn]:
+    async with SlackStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def client(slack: SlackStandIn) -> AsyncWebClient:
+    return AsyncWebClient(token=slack.token, base_url=slack.api_url)
+
+
+def card_blocks() -> list[SectionBlock | ActionsBlock]:
+    return [
+        SectionBlock(block_id="summary", text=MarkdownTextObject(text="*Deploy* to prod?")),
+        ActionsBlock(
+            block_id="decide",
+            elements=[
+                ButtonElement(text="Approve", action_id="approve", value="a1", style="primary"),
+                ButtonElement(text="Deny", action_id="deny", value="a1", style="danger"),
+            ],
+        ),
+    ]
+
+
+async def test_urls_and_auth_test(slack: SlackStandIn, client: AsyncWebClient) -> None:
+    assert slack.api_url.startswith("http://127.0.0.1:") and slack.api_url.endswith("/api/")
+    assert slack.api_url == slack.url + "api/"
+    resp = await client.auth_test()
+    assert resp["user_id"] == "UBOT" == slack.bot_user_id
+    assert resp["bot_id"] == "BBOT"
+    assert resp["team_id"] == "T0TEAM" == slack.team_id
+    assert slack.calls_to("auth.test") == [{}]
+
+
+async def test_post_message_with_blocks(slack: SlackStandIn, client: AsyncWebClient) -> None:
+    resp = await client.chat_postMessage(channel="C1", text="Deploy?", blocks=card_blocks())
+    ts = resp["ts"]
+    assert resp["channel"] == "C1"
+    assert resp["message"]["user"] == "UBOT"
+    assert resp["message"]["bot_id"] == "BBOT"
+    [args] = slack.calls_to("chat.postMessage")
+    assert args["channel"] == "C1"
+    assert isinstance(args["blocks"], list)
+    assert args["blocks"][0]["text"]["text"] == "*Deploy* to prod?"
+    assert args["blocks"][1]["elements"][0]["action_id"] == "approve"
+    assert slack.messages[("C1", ts)]["blocks"] == args["blocks"]
+    assert slack.errors == []
+
+    second = await client.chat_postMessage(channel="C1", text="again", thread_ts=ts)
+    assert float(second["ts"]) > float(ts)
+    assert second["message"]["thread_ts"] == ts
+
+
+async def test_post_message_without_content_is_no_text(
+    slack: SlackStandIn, client: AsyncWebClient
+) -> None:
+    with pytest.raises(SlackApiError) as exc:
+        await client.api_call("chat.postMessage", json={"channel": "C1"})
+    assert exc.value.response["error"] == "no_text"
+    assert slack.errors
+
+
+async def test_too_many_blocks(slack: SlackStandIn, client: AsyncWebClient) -> None:
+    with pytest.raises(SlackApiError) as exc:
+        await client.chat_postMessage(channel="C1", text="t", blocks=[DividerBlock()] * 51)
+    assert exc.value.response["error"] == "invalid_blocks"
+    assert exc.value.response["errors"]
+    assert any("51 blocks" in e for e in slack.errors)
+    assert slack.messages == {}
+    assert len(slack.calls) == 1
+
+
+async def test_long_section_text_rejected(slack: SlackStandIn, client: AsyncWebClient) -> None:
+    block = {"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}
+    with pytest.raises(SlackApiError) as exc:
+        await client.chat_postMessage(channel="C1", text="t", blocks=[block])
+    assert exc.value.response["error"] == "invalid_blocks"
+    assert any("3000" in e for e in slack.errors)
+
+
+async def test_unknown_block_type_and_long_text(
+    slack: SlackStandIn, client: AsyncWebClient
+) -> None:
+    with pytest.raises(SlackApiError) as exc:
+        await client.chat_postMessage(channel="C1", text="t", blocks=[{"type": "sectoin"}])
+    assert exc.value.response["error"] == "invalid_blocks"
+    with pytest.raises(SlackApiError) as exc:
+        await client.chat_postMessage(channel="C1", text="x" * 40_001)
+    assert exc.value.response["error"] == "msg_too_long"
+    assert len(slack.errors) == 2
+
+
+async def test_mass_mention_recorded_but_ok(slack: SlackStandIn, client: AsyncWebClient) -> None:
+    await client.chat_postMessage(channel="C1", text="hey <!here> look")
+    assert len(slack.errors) == 1 and "mass_mention" in slack.errors[0]
+    await client.chat_postMessage(channel="C1", text="escaped &lt;!channel&gt; is fine")
+    assert len(slack.errors) == 1
+
+
+async def test_update_unknown_ts(slack: SlackStandIn, client: AsyncWebClient) -> None:
+    with pytest.raises(SlackApiError) as exc:
+        await client.chat_update(channel="C1", ts="1700000000.999999", text="x")
+    assert exc.value.response["error"] == "message_not_found"
+
+
+async def test_update_changes_message(slack: SlackStandIn, client: AsyncWebClient) -> None:
+    posted = await client.chat_postMessage(channel="C1", text="Deploy?", blocks=card_blocks())
+    key = ("C1", posted["ts"])
+    done = [SectionBlock(text=MarkdownTextObject(text=":white_check_mark: Approved"))]
+    resp = await client.chat_update(channel="C1", ts=posted["ts"], text="Approved", blocks=done)
+    assert resp["ts"] == posted["ts"]
+    message = slack.messages[key]
+    assert message["text"] == "Approved"
+    assert message["blocks"][0]["text"]["text"] == ":white_check_mark: Approved"
+    assert len(message["blocks"]) == 1
+    # Like Slack, omitted fields are kept.
+    await client.chat_update(channel="C1", ts=posted["ts"], text="Approved by Alice")
+    assert slack.messages[key]["blocks"] == message["blocks"]
+    assert slack.messages[key]["text"] == "Approved by Alice"
+    assert slack.errors == []
+
+
+async def test_permalink_ephemeral_and_reactions(
+    slack: SlackStandIn, client: AsyncWebClient
+) -> None:
+    parent = await client.chat_postMessage(channel="C1", text="parent")
+    reply = await client.chat_postMessage(channel="C1", text="reply", thread_ts=parent["ts"])
+    link = await client.chat_getPermalink(channel="C1", message_ts=parent["ts"])
+    assert link["permalink"] == (
+        f"https://example.slack.com/archives/C1/p{parent['ts'].replace('.', '')}"
+    )
+    link = await client.chat_getPermalink(channel="C1", message_ts=reply["ts"])
+    assert f"?thread_ts={parent['ts']}" in link["permalink"]
+
+    eph = await client.chat_postEphemeral(channel="C1", user="UALICE", text="only you")
+    assert eph["message_ts"]
+
+    await client.reactions_add(channel="C1", name="eyes", timestamp=parent["ts"])
+    assert slack.messages[("C1", parent["ts"])]["reactions"][0]["name"] == "eyes"
+    with pytest.raises(SlackApiError) as exc:
+        await client.reactions_add(channel="C1", name="eyes", timestamp=parent["ts"])
+    assert exc.value.response["error"] == "already_reacted"
+    await client.reactions_remove(channel="C1", name="eyes", timestamp=parent["ts"])
+    assert slack.messages[("C1", parent["ts"])]["reactions"] == []
+
+
+async def test_conversations_members_pagination(
+    slack: SlackStandIn, client: AsyncWebClient
+) -> None:
+    slack.members["C1"] = ["U1", "U2", "U3", "U4", "U5"]
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        resp = await client.conversations_members(channel="C1", limit=2, cursor=cursor)
+        pages += 1
+        seen.extend(resp["members"])
+        cursor = resp["response_metadata"]["next_cursor"]
+        if not cursor:
+            break
+    assert seen == slack.members["C1"]
+    assert pages == 3
+    with pytest.raises(SlackApiError) as exc:
+        await client.conversations_members(channel="CNOPE")
+    assert exc.value.response["error"] == "channel_not_found"
+
+
+async def test_users_usergroups_and_conversations_info(
+    slack: SlackStandIn, client: AsyncWebClient
+) -> None:
+    slack.users["UALICE"] = {"real_name": "Alice", "profile": {"display_name": "alice"}}
+    slack.usergroups["S1"] = ["UALICE", "UBOB"]
+    alice = (await client.users_info(user="UALICE"))["user"]
+    assert alice["real_name"] == "Alice"
+    assert alice["profile"]["display_name"] == "alice"
+    assert alice["is_bot"] is False
+    default = (await client.users_info(user="UBOB"))["user"]
+    assert default["id"] == "UBOB" and "real_name" in default["profile"]
+    with pytest.raises(SlackApiError) as exc:
+        await client.users_info(user="nobody")
+    assert exc.value.response["error"] == "user_not_found"
+    assert (await client.usergroups_users_list(usergroup="S1"))["users"] == ["UALICE", "UBOB"]
+    assert (await client.conversations_info(channel="C1"))["channel"]["id"] == "C1"
+
+
+async def test_views(slack: SlackStandIn, client: AsyncWebClient) -> None:
+    view = {
+        "type": "modal",
+        "callback_id": "deny_reason",
+        "title": {"type": "plain_text", "text": "Deny"},
+        "submit": {"type": "plain_text", "text": "Send"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": "reason",
+                "label": {"type": "plain_text", "text": "Reason"},
+                "element": {"type": "plain_text_input", "action_id": "value"},
+            }
+        ],
+    }
+    opened = await client.views_open(trigger_id="123.456", view=view)
+    view_id = opened["view"]["id"]
+    assert view_id.startswith("V")
+    assert slack.calls_to("views.open")[0]["view"]["callback_id"] == "deny_reason"
+    updated = await client.views_update(view_id=view_id, view=view)
+    assert updated["view"]["id"] == view_id
+    home = {
+        "type": "home",
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "hi"}}],
+    }
+    published = await client.views_publish(user_id="UALICE", view=home)
+    assert published["view"]["id"].startswith("V")
+    assert slack.errors == []
+
+
+async def test_invalid_view_rejected(slack: SlackStandIn, client: AsyncWebClient) -> None:
+    bad = {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": "A title that is far too long for Slack"},
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "x"}}],
+    }
+    with pytest.raises(SlackApiError) as exc:
+        await client.views_open(trigger_id="123.456", view=bad)
+    assert exc.value.response["error"] == "invalid_arguments"
+    assert any("title" in e for e in slack.errors)
+    assert slack.views == {}
+
+
+async def test_rate_limit_retry(slack: SlackStandIn) -> None:
+    client = AsyncWebClient(
+        token=slack.token,
+        base_url=slack.api_url,
+        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=1)],
+    )
+    slack.fail_next("chat.postMessage", status=429, retry_after=1)
+    resp = await client.chat_postMessage(channel="C1", text="hello")
+    assert resp["ok"]
+    calls = [c for c in slack.calls if c.method == "chat.postMessage"]
+    assert [c.status for c in calls] == [429, 200]
+    assert len(slack.messages) == 1
+
+
+async def test_fail_next_error_changes_nothing(slack: SlackStandIn, client: AsyncWebClient) -> None:
+    slack.fail_next("chat.postMessage", error="channel_not_found", count=2)
+    for _ in range(2):
+        with pytest.raises(SlackApiError) as exc:
+            await client.chat_postMessage(channel="C1", text="hello")
+        assert exc.value.response["error"] == "channel_not_found"
+    slack.fail_next("chat.postMessage", status=500)
+    with pytest.raises(SlackApiError) as exc:
+        await client.chat_postMessage(channel="C1", text="hello")
+    assert exc.value.response.status_code == 500
+    assert slack.messages == {}
+    await client.chat_postMessage(channel="C1", text="hello")
+    assert len(slack.messages) == 1
+    assert slack.count("chat.postMessage") == 4
+
+
+async def test_invalid_token(slack: SlackStandIn) -> None:
+    bad = AsyncWebClient(token="xoxb-wrong", base_url=slack.api_url)
+    with pytest.raises(SlackApiError) as exc:
+        await bad.auth_test()
+    assert exc.value.response["error"] == "invalid_auth"
+    missing = AsyncWebClient(base_url=slack.api_url)
+    with pytest.raises(SlackApiError) as exc:
+        await missing.auth_test()
+    assert exc.value.response["error"] == "not_authed"
+
+
+async def test_unknown_method(slack: SlackStandIn, client: AsyncWebClient) -> None:
+    with pytest.raises(SlackApiError) as exc:
+        await client.api_call("chat.scheduleMessage", json={"channel": "C1", "text": "x"})
+    assert exc.value.response["error"] == "unknown_method"
+    assert slack.calls_to("chat.scheduleMessage") == [{"channel": "C1", "text": "x"}]
+    assert any("unknown_method" in e for e in slack.errors)
+
+
+async def test_wait_for_background_call(slack: SlackStandIn, client: AsyncWebClient) -> None:
+    async def later() -> None:
+        await asyncio.sleep(0.05)
+        await client.chat_postMessage(channel="C1", text="first")
+        await client.chat_postMessage(channel="C2", text="second")
+
+    task = asyncio.create_task(later())
+    args = await slack.wait_for("chat.postMessage", lambda a: a["channel"] == "C2", timeout=5)
+    assert args["text"] == "second"
+    await task
+    # Already-recorded calls are found without waiting.
+    assert (await slack.wait_for("chat.postMessage", timeout=0.1))["text"] == "first"
+    assert slack.count("chat.postMessage", lambda a: a["channel"] == "C1") == 1
+
+
+async def test_wait_for_timeout_lists_calls(slack: SlackStandIn, client: AsyncWebClient) -> None:
+    await client.auth_test()
+    with pytest.raises(AssertionError, match="auth.test"):
+        await slack.wait_for("chat.update", timeout=0.1)
+
+
+async def test_form_encoded_call_is_decoded(slack: SlackStandIn) -> None:
+    # A form-encoded client (token as a POST field, blocks as a JSON string).
+    client = AsyncWebClient(base_url=slack.api_url)
+    blocks = '[{"type": "section", "text": {"type": "mrkdwn", "text": "hi"}}]'
+    resp = await client.api_call(
+        "chat.postMessage",
+        data={"token": slack.token, "channel": "C1", "text": "hi", "blocks": blocks},
+    )
+    [args] = slack.calls_to("chat.postMessage")
+    assert "token" not in args
+    assert args["blocks"] == [{"type": "section", "text": {"type": "mrkdwn", "text": "hi"}}]
+    assert slack.messages[("C1", resp["ts"])]["blocks"] == args["blocks"]
+    assert slack.errors == []
+
+
+async def test_mass_mention_in_blocks(slack: SlackStandIn, client: AsyncWebClient) -> None:
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "<!channel|channel> deploy"}},
+        {
+            "type": "rich_text",
+            "elements": [
+                {"type": "rich_text_section", "elements": [{"type": "broadcast", "range": "here"}]}
+            ],
+        },
+    ]
+    await client.chat_postMessage(channel="C1", text="deploy", blocks=blocks)
+    assert len(slack.errors) == 2
+    assert all("mass_mention" in e for e in slack.errors)
