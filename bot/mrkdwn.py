@@ -306,7 +306,8 @@ class _Renderer:
         return _format_link(label, _plain(node), _href(node), plain=False)
 
 
-_MD = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+# html off: raw HTML (and Slack markup such as <!here>) is plain text, escaped like any text.
+_MD = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
 
 
 def markdown_to_mrkdwn(markdown: str) -> str:

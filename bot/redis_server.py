@@ -41,7 +41,26 @@ def find_redis_server() -> str:
     )
 
 
-def _free_port() -> int:
+def redis_server_command(data_dir: Path, port: int, *, persistent: bool) -> list[str]:
+    """The redis-server command line: loopback only, data in ``data_dir``."""
+    persistence = (
+        ["--appendonly", "yes", "--appendfsync", "everysec"]
+        if persistent
+        else ["--appendonly", "no", "--save", ""]
+    )
+    return [
+        find_redis_server(),
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--dir", str(data_dir),
+        "--protected-mode", "yes",
+        "--daemonize", "no",
+        "--loglevel", "warning",
+        *persistence,
+    ]  # fmt: skip
+
+
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -90,27 +109,9 @@ class EmbeddedRedis:
 
     async def start(self) -> None:
         self._take_lock()
-        self.port = _free_port()
-        persistence = (
-            ["--appendonly", "yes", "--appendfsync", "everysec"]
-            if self.persistent
-            else ["--appendonly", "no", "--save", ""]
-        )
+        self.port = free_port()
         self._process = await asyncio.create_subprocess_exec(
-            find_redis_server(),
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--dir",
-            str(self.data_dir),
-            "--protected-mode",
-            "yes",
-            "--daemonize",
-            "no",
-            "--loglevel",
-            "warning",
-            *persistence,
+            *redis_server_command(self.data_dir, self.port, persistent=self.persistent),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )

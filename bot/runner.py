@@ -6,6 +6,7 @@ An adapter around ``client.beta.conversations.run_async``: it turns the SDK's ou
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,10 +56,14 @@ Outcome = Answer | Deferral
 
 def make_client(settings: Settings) -> Mistral:
     """The Mistral client, with bounded retries (429 and 5xx) and a timeout per request."""
+    budget_ms = settings.mistral_retry_for_ms
     retries = RetryConfig(
         "backoff",
         BackoffStrategy(
-            initial_interval=500, max_interval=8_000, exponent=2.0, max_elapsed_time=30_000
+            initial_interval=min(500, budget_ms // 4 or 1),
+            max_interval=8_000,
+            exponent=2.0,
+            max_elapsed_time=budget_ms,
         ),
         retry_connection_errors=True,
     )
@@ -66,15 +71,23 @@ def make_client(settings: Settings) -> Mistral:
         api_key=settings.mistral_api_key or "",
         server_url=settings.mistral_server_url,
         timeout_ms=settings.mistral_timeout_ms,
-        retry_config=retries if settings.mistral_retries > 0 else None,
+        retry_config=retries if budget_ms > 0 else RetryConfig("none", retries.backoff, False),
     )
 
 
 class AgentRunner:
     """Runs conversations for the bot: a new message, or a resume after a decision."""
 
-    def __init__(self, client: Mistral, config: BotConfig, tools: Sequence[Tool]) -> None:
+    def __init__(
+        self,
+        client: Mistral,
+        config: BotConfig,
+        tools: Sequence[Tool],
+        *,
+        run_timeout_s: float = 600.0,
+    ) -> None:
         self.client = client
+        self.run_timeout_s = run_timeout_s
         self.config = config
         self.tools = tuple(tools)
 
@@ -110,11 +123,13 @@ class AgentRunner:
             for tool in self.tools:
                 tool.register(run_ctx)
             try:
-                result = await self.client.beta.conversations.run_async(
-                    run_ctx=run_ctx,
-                    inputs=inputs,
-                    instructions=self.config.instructions,
-                )
+                # A bound on the whole run: the SDK loops while the model keeps calling tools.
+                async with asyncio.timeout(self.run_timeout_s):
+                    result = await self.client.beta.conversations.run_async(
+                        run_ctx=run_ctx,
+                        inputs=inputs,
+                        instructions=self.config.instructions,
+                    )
             except DeferredToolCallsException as deferred:
                 return Deferral(deferred.conversation_id or run_ctx.conversation_id or "", deferred)
             except MistralError as error:
@@ -128,6 +143,12 @@ class AgentRunner:
                 raise UpstreamError(
                     "mistral",
                     f"Mistral could not be reached: {type(error).__name__}: {error}",
+                    conversation_id=run_ctx.conversation_id,
+                ) from error
+            except TimeoutError as error:
+                raise UpstreamError(
+                    "mistral",
+                    f"the run took longer than {self.run_timeout_s:.0f} s",
                     conversation_id=run_ctx.conversation_id,
                 ) from error
             except MistralClientException as error:

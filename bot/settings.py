@@ -48,8 +48,11 @@ class Settings(BaseSettings):
     mistral_timeout_ms: int = Field(
         default=120_000, gt=0, description="how long one Mistral request may take"
     )
-    mistral_retries: int = Field(
-        default=2, ge=0, description="retries of a Mistral request that failed with 429/5xx"
+    mistral_retry_for_ms: int = Field(
+        default=20_000,
+        ge=0,
+        description="how long to retry a Mistral request that failed with 429, 5xx or a "
+        "dropped connection (exponential backoff); 0 turns retries off",
     )
     redis_url: str | None = Field(
         default=None,

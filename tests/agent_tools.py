@@ -1,0 +1,43 @@
+"""Tools the tests give the agent. Each records its calls, so a test can count executions."""
+
+from __future__ import annotations
+
+CALLS: list[tuple[str, dict[str, str]]] = []
+
+
+def get_weather(city: str) -> str:
+    """Get the current weather for a city.
+
+    Args:
+        city: The city name.
+    """
+    CALLS.append(("get_weather", {"city": city}))
+    return f"Sunny in {city}"
+
+
+async def book_flight(destination: str, date: str) -> str:
+    """Book a flight.
+
+    Args:
+        destination: The destination city.
+        date: The date, YYYY-MM-DD.
+    """
+    CALLS.append(("book_flight", {"destination": destination, "date": date}))
+    return f"Booked {destination} on {date}: FL-1"
+
+
+def send_note(text: str) -> str:
+    """Send a note to the team.
+
+    Args:
+        text: What to say.
+    """
+    CALLS.append(("send_note", {"text": text}))
+    return "sent"
+
+
+def runs_of(name: str) -> list[dict[str, str]]:
+    return [arguments for tool, arguments in CALLS if tool == name]
+
+
+NOT_A_FUNCTION = 42
