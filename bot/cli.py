@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aiohttp import web
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot.config import BotConfig, load_config
 from bot.errors import ConfigError
-from bot.services import open_services
+from bot.services import Services, open_services
 from bot.settings import Mode, Settings, load_settings
 from bot.tools import Tool, load_tools
 
@@ -69,12 +70,16 @@ async def _serve(settings: Settings, config: BotConfig, tools: list[Tool]) -> No
         await runner.cleanup()
 
 
-async def _socket(settings: Settings, config: BotConfig, tools: list[Tool]) -> None:
-    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+async def connect_socket_mode(services: Services) -> AsyncSocketModeHandler:
+    """Connect the bot to Slack over Socket Mode (the Web API client opens the connection)."""
+    handler = AsyncSocketModeHandler(services.bolt, services.settings.slack_app_token)
+    await handler.connect_async()  # type: ignore[no-untyped-call]
+    return handler
 
+
+async def _socket(settings: Settings, config: BotConfig, tools: list[Tool]) -> None:
     async with open_services(settings, config, tools, verify_requests=False) as services:
-        handler = AsyncSocketModeHandler(services.bolt, settings.slack_app_token)
-        await handler.connect_async()  # type: ignore[no-untyped-call]
+        handler = await connect_socket_mode(services)
         logger.info("connected to Slack over Socket Mode")
         try:
             await _until_signalled()
