@@ -19,7 +19,12 @@ SERVICES = web.AppKey("services", Services)
 async def slack_events(request: web.Request) -> web.Response:
     """Events, interactivity and slash commands; Bolt verifies the signature (401 if bad)."""
     services = request.app[SERVICES]
-    bolt_response = await services.bolt.async_dispatch(await to_bolt_request(request))
+    try:
+        bolt_request = await to_bolt_request(request)
+    except ValueError as error:  # a body that is not the JSON or form Slack sends
+        logger.warning("unparseable request to /slack/events: %s", error)
+        return web.json_response({"error": "malformed request body"}, status=400)
+    bolt_response = await services.bolt.async_dispatch(bolt_request)
     return await to_aiohttp_response(bolt_response)
 
 

@@ -354,3 +354,15 @@ async def test_a_transient_mistral_failure_is_retried(bot: BotUnderTest) -> None
     await bot.send.message("still there?")
     await bot.slack.wait_for("chat.update", lambda a: "You said: still there?" in all_text(a))
     assert [r.status for r in bot.mistral.requests] == [503, 503, 200]
+
+
+async def test_malformed_bodies_get_400_and_change_nothing(bot: BotUnderTest) -> None:
+    for body, content_type in [
+        ("payload=%7Bnot-json", "application/x-www-form-urlencoded"),
+        ("{not json", "application/json"),
+    ]:
+        reply = await bot.send.post(body, content_type)
+        assert reply.status == 400
+    await bot.settled()
+    assert bot.mistral.requests == []
+    assert await bot.redis.dbsize() == 0
