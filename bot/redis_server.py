@@ -98,6 +98,8 @@ class EmbeddedRedis:
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as error:
+            self._lock.close()
+            self._lock = None
             raise ConfigError(
                 str(self.data_dir),
                 [
@@ -109,13 +111,17 @@ class EmbeddedRedis:
 
     async def start(self) -> None:
         self._take_lock()
-        self.port = free_port()
-        self._process = await asyncio.create_subprocess_exec(
-            *redis_server_command(self.data_dir, self.port, persistent=self.persistent),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        await self._wait_ready()
+        try:
+            self.port = free_port()
+            self._process = await asyncio.create_subprocess_exec(
+                *redis_server_command(self.data_dir, self.port, persistent=self.persistent),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            await self._wait_ready()
+        except BaseException:
+            await self.stop()  # no server or lock left behind by a failed start
+            raise
         logger.info("embedded Redis on 127.0.0.1:%d, data in %s", self.port, self.data_dir)
 
     async def _wait_ready(self) -> None:

@@ -8,6 +8,7 @@ forge a link. Builders keep within Block Kit's limits: 50 blocks a message, 100 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Final
@@ -61,7 +62,8 @@ def section(text: str) -> SectionBlock:
 
 def code_block(text: str) -> str:
     """Untrusted text in a code block: escaped, and unable to close the fence early."""
-    return "```" + escape(text).replace("```", "`\u200b``") + "```"
+    # A zero-width space after every backtick that another follows: no run can close the fence.
+    return "```" + re.sub(r"`(?=`)", "`\u200b", escape(text)) + "```"
 
 
 def slack_date(timestamp: float) -> str:
@@ -120,9 +122,14 @@ def _tools_title(request: ApprovalRequest) -> str:
 
 
 def _call_blocks(call: ToolCall, budget: int) -> tuple[list[Block], bool]:
-    arguments, truncated = truncate(call.pretty_arguments(), budget)
     where = " (server-side tool)" if call.server_side else ""
-    return [section(f"*Tool:* `{escape(call.name)}`{where}\n{code_block(arguments)}")], truncated
+    title = f"*Tool:* `{escape(call.name[:200])}`{where}\n"
+    arguments, truncated = truncate(call.pretty_arguments(), budget)
+    # escaping can grow the text up to 5x: cut further until the escaped section fits
+    while len(title) + len(code_block(arguments)) > SECTION_LIMIT:
+        budget = budget * 3 // 4
+        arguments, truncated = truncate(call.pretty_arguments(), budget)
+    return [section(title + code_block(arguments))], truncated
 
 
 def _requester_block(request: ApprovalRequest) -> SectionBlock:
@@ -140,7 +147,8 @@ def _decision_text(request: ApprovalRequest) -> str | None:
     when = slack_date(decision.at)
     if decision.status is Status.APPROVED:
         return f":white_check_mark: *Approved* by <@{decision.user_id}> at {when}"
-    reason = f": {escape(decision.reason)}" if decision.reason else " (no reason given)"
+    reason = f": {escape(truncate(decision.reason, 500)[0])}" if decision.reason else ""
+    reason = reason or " (no reason given)"
     return f":no_entry: *Denied* by <@{decision.user_id}> at {when}{reason}"
 
 

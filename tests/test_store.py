@@ -1,0 +1,217 @@
+"""The Redis store against a real redis-server: atomic decisions, thread queues, leases.
+
+The store gets a client without ``decode_responses``, as the bot builds it, so every value
+comes back as bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from bot import keys
+from bot.approval import (
+    ApprovalRequest,
+    Decision,
+    MessageRef,
+    Requester,
+    Resume,
+    Status,
+    ThreadRef,
+    ToolCall,
+    new_approval_id,
+)
+from bot.errors import AlreadyDecided, ApprovalNotFound
+from bot.store import RUN_LEASE_S, Store
+
+THREAD = ThreadRef("T1", "D1", "1700000000.000100")
+
+
+@pytest.fixture
+async def store(redis_client: aioredis.Redis, redis_url: str) -> AsyncIterator[Store]:
+    """A Store on the flushed database (``redis_client`` flushes it)."""
+    client = aioredis.Redis.from_url(redis_url)
+    yield Store(client)
+    await client.aclose()
+
+
+def approval(**changes: Any) -> ApprovalRequest:
+    request = ApprovalRequest(
+        id=new_approval_id(),
+        thread=THREAD,
+        requester=Requester("UREQ", "Book me a flight to Zürich ✈", "https://x.slack.com/p1"),
+        conversation_id="conv_1",
+        calls=(
+            ToolCall("call_1", "book_flight", '{"destination": "Zürich", "date": "2025-01-01"}'),
+            ToolCall("call_2", "web_search", "not json", server_side=True),
+        ),
+        deferral={"conversation_id": "conv_1", "deferred_calls": [{"id": "call_1"}], "n": 1.5},
+        approvals_channel="C0APPROVALS",
+        allow_self_approval=False,
+        created_at=1_700_000_000.25,
+        placeholder=MessageRef("D1", "1700000000.000200"),
+    )
+    return replace(request, **changes)
+
+
+async def test_an_approval_round_trips_unchanged(store: Store) -> None:
+    request = approval()
+    await store.create_approval(request)
+    assert await store.get_approval(request.id) == request
+    assert await store.pending_ids() == [request.id]
+
+
+async def test_a_decided_approval_round_trips_unchanged(store: Store) -> None:
+    request = approval(
+        status=Status.DENIED,
+        decision=Decision(Status.DENIED, "UMANAGER", 1_700_000_100.5, "not <!here> today"),
+        card=MessageRef("C0APPROVALS", "1700000000.000300"),
+        resume=Resume.DEFERRED,
+        outcome="The model asked again.",
+        follow_up_id="f" * 24,
+        extra={"note": "ünïcode", "n": [1, 2]},
+    )
+    await store.create_approval(request)
+    assert await store.get_approval(request.id) == request
+
+
+async def test_get_a_missing_approval(store: Store) -> None:
+    with pytest.raises(ApprovalNotFound) as caught:
+        await store.get_approval("nope")
+    assert caught.value.approval_id == "nope"
+
+
+async def test_fifty_concurrent_decisions_have_one_winner(store: Store) -> None:
+    request = approval()
+    await store.create_approval(request)
+    decisions = [
+        Decision(Status.APPROVED if i % 2 else Status.DENIED, f"U{i:02d}", time.time())
+        for i in range(50)
+    ]
+    results = await asyncio.gather(
+        *(store.decide(request, decision) for decision in decisions), return_exceptions=True
+    )
+    winners = [result for result in results if isinstance(result, ApprovalRequest)]
+    losers = [result for result in results if isinstance(result, AlreadyDecided)]
+    assert len(winners) == 1
+    assert len(losers) == 49
+    [winner] = winners
+    assert winner.decision is not None
+    assert {loser.decided_by for loser in losers} == {winner.decision.user_id}
+    assert {loser.status for loser in losers} == {winner.status.value}
+    stored = await store.get_approval(request.id)
+    assert stored.status is winner.status
+    assert stored.decision == winner.decision
+    assert await store.pending_ids() == []
+
+
+async def test_a_later_decision_is_refused_naming_who_decided(store: Store) -> None:
+    request = approval()
+    await store.create_approval(request)
+    await store.decide(request, Decision(Status.APPROVED, "UMANAGER", time.time()))
+    with pytest.raises(AlreadyDecided) as caught:
+        await store.decide(request, Decision(Status.DENIED, "UBOSS", time.time(), "no"))
+    assert (caught.value.status, caught.value.decided_by) == ("approved", "UMANAGER")
+    assert str(caught.value) == "already approved by UMANAGER"
+    assert (await store.get_approval(request.id)).status is Status.APPROVED
+
+
+async def test_deciding_a_missing_approval(store: Store) -> None:
+    with pytest.raises(ApprovalNotFound):
+        await store.decide(approval(), Decision(Status.APPROVED, "UMANAGER", time.time()))
+
+
+def message(n: int) -> dict[str, object]:
+    return {"text": f"message {n}", "user": "UREQ", "ts": f"1700000000.{n:06d}"}
+
+
+async def test_a_busy_thread_queues_messages_and_hands_them_out_in_order(store: Store) -> None:
+    first = await store.claim_thread(THREAD, message(1))
+    assert first.run_now and first.earlier is None
+    for n in (2, 3, 4):
+        claim = await store.claim_thread(THREAD, message(n))
+        assert not claim.run_now
+        assert (claim.busy_state, claim.position) == ("running", n - 1)
+    assert await store.queued_messages(THREAD) == [message(2), message(3), message(4)]
+    assert await store.next_in_thread(THREAD) == message(2)
+    assert await store.next_in_thread(THREAD) == message(3)
+    assert await store.next_in_thread(THREAD) == message(4)
+    assert await store.next_in_thread(THREAD) is None
+    # the thread is idle: the next message runs at once
+    assert (await store.claim_thread(THREAD, message(5))).run_now
+
+
+async def test_other_threads_are_not_held_up(store: Store) -> None:
+    await store.claim_thread(THREAD, message(1))
+    other = ThreadRef("T1", "D1", "1700000999.000100")
+    assert (await store.claim_thread(other, message(2))).run_now
+
+
+async def test_a_thread_waiting_for_approval_queues_messages(store: Store) -> None:
+    await store.claim_thread(THREAD, message(1))
+    await store.park_thread(THREAD, "a" * 24)
+    claim = await store.claim_thread(THREAD, message(2))
+    assert (claim.run_now, claim.busy_state, claim.position) == (False, "waiting", 1)
+
+
+async def set_since(redis_client: aioredis.Redis, seconds_ago: int) -> None:
+    await redis_client.hset(keys.thread(THREAD.key), "since", int(time.time()) - seconds_ago)
+
+
+async def test_a_thread_left_running_past_the_lease_is_claimable_again(
+    store: Store, redis_client: aioredis.Redis
+) -> None:
+    await store.claim_thread(THREAD, message(1))  # its process dies
+    await store.claim_thread(THREAD, message(2))  # queued behind it
+    await set_since(redis_client, RUN_LEASE_S + 5)
+    claim = await store.claim_thread(THREAD, message(3))
+    # the oldest waiting message runs first; the new one waits behind it
+    assert claim.run_now
+    assert claim.earlier == message(2)
+    assert await store.queued_messages(THREAD) == [message(3)]
+    assert not (await store.claim_thread(THREAD, message(4))).run_now  # the lease is fresh
+
+
+async def test_a_thread_running_within_the_lease_stays_busy(
+    store: Store, redis_client: aioredis.Redis
+) -> None:
+    await store.claim_thread(THREAD, message(1))
+    await set_since(redis_client, RUN_LEASE_S - 60)
+    assert not (await store.claim_thread(THREAD, message(2))).run_now
+
+
+async def test_only_one_of_two_concurrent_resumes_starts(store: Store) -> None:
+    request = approval()
+    await store.create_approval(request)
+    started = await asyncio.gather(
+        store.start_resume(request, Resume.WAITING), store.start_resume(request, Resume.WAITING)
+    )
+    assert sorted(started) == [False, True]
+    assert (await store.get_approval(request.id)).resume is Resume.RUNNING
+
+
+async def test_a_failed_resume_can_be_retried_once(store: Store) -> None:
+    request = approval()
+    await store.create_approval(request)
+    await store.update_approval(request, resume=Resume.FAILED, outcome="Mistral failed.")
+    assert not await store.start_resume(request, Resume.WAITING)
+    started = await asyncio.gather(*(store.start_resume(request, Resume.FAILED) for _ in range(5)))
+    assert started.count(True) == 1
+
+
+async def test_an_event_is_seen_first_once(store: Store) -> None:
+    assert await store.first_sighting("Ev1")
+    assert not await store.first_sighting("Ev1")
+    assert not await store.first_sighting("Ev1")
+    assert await store.first_sighting("Ev2")
+
+
+async def test_concurrent_deliveries_of_one_event_are_seen_first_once(store: Store) -> None:
+    seen = await asyncio.gather(*(store.first_sighting("Ev3") for _ in range(20)))
+    assert seen.count(True) == 1
