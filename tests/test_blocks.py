@@ -26,6 +26,7 @@ from bot.approval import (
     ToolCall,
 )
 from bot.slack import blocks
+from tests.conftest import all_text
 
 APPROVAL_ID = "0123456789abcdef01234567"
 HOSTILE = "<!channel> <@U1> <https://evil|bank> & @here"
@@ -92,21 +93,7 @@ def dicts(message: list[Block] | View) -> list[dict[str, Any]]:
 
 def texts(result: list[dict[str, Any]]) -> str:
     """Everything a person reads in those blocks."""
-    parts: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key == "text" and isinstance(value, str):
-                    parts.append(value)
-                else:
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(result)
-    return "\n".join(parts)
+    return all_text({"blocks": result}).removeprefix("\n")
 
 
 def buttons(result: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
