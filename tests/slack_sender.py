@@ -18,6 +18,18 @@ TEAM = "T0TEAM"
 _ids = itertools.count(1)
 
 
+def envelope(kind: str, user: str) -> dict[str, Any]:
+    """What every interactive payload carries: its type, the workspace, the user, a trigger."""
+    return {
+        "type": kind,
+        "team": {"id": TEAM, "domain": "example"},
+        "user": {"id": user, "team_id": TEAM},
+        "api_app_id": "A0APP",
+        "token": "legacy",
+        "trigger_id": f"{next(_ids)}.trigger",
+    }
+
+
 @dataclass
 class Reply:
     status: int
@@ -142,12 +154,7 @@ class SlackSender:
     ) -> Reply:
         return await self.interaction(
             {
-                "type": "block_actions",
-                "team": {"id": TEAM, "domain": "example"},
-                "user": {"id": user, "team_id": TEAM},
-                "api_app_id": "A0APP",
-                "token": "legacy",
-                "trigger_id": f"{next(_ids)}.trigger",
+                **envelope("block_actions", user),
                 "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
                 "channel": {"id": channel},
                 "message": {"ts": message_ts, "type": "message"},
@@ -173,12 +180,7 @@ class SlackSender:
     ) -> Reply:
         return await self.interaction(
             {
-                "type": "view_submission",
-                "team": {"id": TEAM, "domain": "example"},
-                "user": {"id": user, "team_id": TEAM},
-                "api_app_id": "A0APP",
-                "token": "legacy",
-                "trigger_id": f"{next(_ids)}.trigger",
+                **envelope("view_submission", user),
                 "view": {
                     "id": "V0VIEW",
                     "type": "modal",
