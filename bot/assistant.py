@@ -15,36 +15,56 @@ from typing import TypeVar
 
 from bot.approval import (
     ApprovalRequest,
+    Auto,
     Decision,
     MessageRef,
     Requester,
     Resume,
     Status,
     ThreadRef,
+    calls_of,
     excerpt,
 )
+from bot.audit import POLICY
 from bot.chat import Chat, IncomingMessage
-from bot.config import BotConfig
 from bot.errors import AlreadyDecided, NotAllowed, UpstreamError
+from bot.gatekeeper import Gatekeeper
 from bot.runner import AgentRunner, Answer, Outcome
 from bot.store import Store
+from bot.tools import canonical_arguments
 from bot.worker import Worker
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: Deferrals the policy decides alone, in a row, before the bot stops the thread (a model
+#: that keeps calling a denied tool must not loop for ever).
+MAX_POLICY_ROUNDS = 8
+_TOO_MANY_ROUNDS = (
+    f"The agent kept calling tools that the approval policy decides ({MAX_POLICY_ROUNDS} rounds "
+    "in a row), so I stopped. Rephrase the request or ask an admin."
+)
+
 
 class Assistant:
     """The bot's behaviour, independent of the chat surface."""
 
     def __init__(
-        self, store: Store, runner: AgentRunner, chat: Chat, config: BotConfig, worker: Worker
+        self,
+        store: Store,
+        runner: AgentRunner,
+        chat: Chat,
+        gatekeeper: Gatekeeper,
+        worker: Worker,
     ) -> None:
         self.store = store
         self.runner = runner
         self.chat = chat
-        self.config = config
+        self.gatekeeper = gatekeeper
+        self.directory = gatekeeper.directory
+        self.audit = gatekeeper.audit
+        self.policy_store = gatekeeper.policy_store
         self.worker = worker
 
     # -- messages ----------------------------------------------------------------------------
@@ -81,7 +101,9 @@ class Assistant:
         placeholder = await self._quietly(self.chat.show_working(message.thread))
         conversation_id = await self.store.conversation_id(message.thread)
         try:
-            outcome = await self.runner.send(conversation_id, message.text)
+            outcome = await self.runner.send(
+                conversation_id, message.text, await self.gatekeeper.deferring()
+            )
         except UpstreamError as error:
             logger.warning("run failed in thread %s: %r", message.thread.key, error)
             if error.conversation_id and error.conversation_id != conversation_id:
@@ -102,8 +124,13 @@ class Assistant:
         requester: Requester,
         placeholder: MessageRef | None,
         message: IncomingMessage | None,
+        rounds: int = 0,
     ) -> bool:
-        """Show an answer, or turn a deferral into an approval request. True if deferred."""
+        """Show an answer, or screen a deferral through the policy.
+
+        True when the thread's work continues elsewhere: it waits for a decision, or the
+        policy decided every call and the conversation resumed (and continued the thread).
+        """
         if outcome.conversation_id:
             await self.store.set_conversation_id(thread, outcome.conversation_id)
         if isinstance(outcome, Answer):
@@ -114,20 +141,61 @@ class Assistant:
                 self.chat.permalink(MessageRef(thread.channel_id, message.ts))
             )
             requester = Requester(requester.user_id, requester.text_excerpt, link)
+        screening = await self.gatekeeper.screen(
+            calls_of(outcome.deferred), requester.user_id, thread.channel_id
+        )
         request = ApprovalRequest.from_deferral(
             outcome.deferred,
             thread=thread,
             requester=requester,
-            approvals_channel=self.config.approvals.channel,
-            allow_self_approval=self.config.approvals.allow_self_approval,
+            approvals_channel=screening.card_channel,
+            gate=screening.gate,
+            calls=screening.calls,
             placeholder=placeholder,
         )
+        if screening.decided_by_policy:
+            if rounds >= MAX_POLICY_ROUNDS:
+                logger.warning("thread %s: policy decided %d rounds in a row", thread.key, rounds)
+                await self._quietly(
+                    self.chat.post_failure(thread, _TOO_MANY_ROUNDS, placeholder, None)
+                )
+                return False
+            allowed = any(call.auto is not Auto.DENY for call in request.calls)
+            status = Status.APPROVED if allowed else Status.DENIED
+            request = request.decided(Decision(status, "", time.time()))
         # Stored before anything is posted: a crash from here on loses no request.
         await self.store.create_approval(request)
+        await self._audit_screening(request)
+        if any(call.auto in (Auto.DENY, Auto.GRANT) for call in request.calls):
+            await self._quietly(self.chat.tell_policy(request))
+        if screening.decided_by_policy:
+            logger.info("approval %s decided by policy for %s", request.id, request.tool_names)
+            await self._resume(request, Resume.WAITING, rounds + 1)
+            return True
         await self.store.park_thread(thread, request.id)
         logger.info("approval %s requested for %s", request.id, request.tool_names)
         await self._post_card(request)
         return True
+
+    async def _audit_screening(self, request: ApprovalRequest) -> None:
+        events = {
+            None: "requested",
+            Auto.ALLOW: "auto_allowed",
+            Auto.DENY: "auto_denied",
+            Auto.GRANT: "granted_run",
+        }
+        for call in request.calls:
+            await self.audit.record(
+                events[call.auto],
+                actor=request.requester.user_id if call.auto is None else POLICY,
+                approval_id=request.id,
+                requester=request.requester.user_id,
+                tool=call.name,
+                arguments=call.arguments,
+                rule=call.rule,
+                detail=call.note,
+                permalink=request.requester.permalink,
+            )
 
     async def _post_card(self, request: ApprovalRequest) -> ApprovalRequest:
         try:
@@ -136,7 +204,11 @@ class Assistant:
             logger.error("approval %s: card not posted: %r", request.id, error)
             await self._quietly(self.chat.tell_card_failed(request, _problem(error)))
             return request
+        # the card is stored first: a quick click must find it to update it
         request = await self.store.update_approval(request, card=card)
+        link = await self._quietly(self.chat.permalink(card))
+        if link:
+            request = await self.store.update_approval(request, card_link=link)
         await self._quietly(self.chat.tell_awaiting(request))
         return request
 
@@ -153,31 +225,94 @@ class Assistant:
         request.check_may_decide(user_id, await self.approvers(request))
         return request
 
-    async def approve(self, approval_id: str, user_id: str) -> ApprovalRequest:
-        return await self._decide(approval_id, user_id, Status.APPROVED, None)
+    async def approve(
+        self, approval_id: str, user_id: str, grant_s: int | None = None
+    ) -> ApprovalRequest:
+        """Count ``user_id``'s approval; with ``grant_s``, also stop asking for that long."""
+        request = await self.check_may_decide(approval_id, user_id)
+        if grant_s is not None and (
+            request.gate is None
+            or not request.gate.grantable
+            or grant_s not in request.gate.grant_durations_s
+        ):
+            raise NotAllowed(approval_id, user_id, "That grant is not offered for this request.")
+        ballot = await self.store.vote(request, Decision(Status.APPROVED, user_id, time.time()))
+        request = ballot.request
+        await self._audit_decision(
+            request, "approved" if ballot.decided else "approval_counted", user_id
+        )
+        if not ballot.decided:
+            logger.info("approval %s: %d of %d", approval_id, len(request.votes), request.quorum)
+            await self._refresh_card(approval_id)
+            return request
+        if grant_s is not None:
+            await self._grant(request, user_id, grant_s)
+        self._start_resume(request)
+        return request
 
     async def deny(self, approval_id: str, user_id: str, reason: str | None) -> ApprovalRequest:
-        return await self._decide(
-            approval_id, user_id, Status.DENIED, (reason or "").strip() or None
-        )
-
-    async def _decide(
-        self, approval_id: str, user_id: str, status: Status, reason: str | None
-    ) -> ApprovalRequest:
+        """Veto: one Deny decides, whatever the quorum."""
         request = await self.check_may_decide(approval_id, user_id)
-        decided = await self.store.decide(request, Decision(status, user_id, time.time(), reason))
-        logger.info("approval %s %s by %s", approval_id, status.value, user_id)
-        self.worker.submit(self._resume(decided, Resume.WAITING), name=f"resume {approval_id}")
-        return decided
+        reason = (reason or "").strip() or None
+        ballot = await self.store.vote(
+            request, Decision(Status.DENIED, user_id, time.time(), reason)
+        )
+        await self._audit_decision(ballot.request, "denied", user_id)
+        self._start_resume(ballot.request)
+        return ballot.request
+
+    def _start_resume(self, request: ApprovalRequest) -> None:
+        assert request.decision is not None
+        logger.info(
+            "approval %s %s by %s", request.id, request.status.value, request.decision.user_id
+        )
+        self.worker.submit(self._resume(request, Resume.WAITING), name=f"resume {request.id}")
+
+    async def _audit_decision(self, request: ApprovalRequest, event: str, user_id: str) -> None:
+        for call in request.asked_calls:
+            await self.audit.record(
+                event,
+                actor=user_id,
+                approval_id=request.id,
+                requester=request.requester.user_id,
+                tool=call.name,
+                arguments=call.arguments,
+                rule=call.rule,
+                detail=request.decision.reason if request.decision else None,
+                permalink=request.card_link,
+            )
+
+    async def _grant(self, request: ApprovalRequest, user_id: str, duration_s: int) -> None:
+        assert request.gate is not None
+        for call in request.asked_calls:
+            grant = await self.policy_store.create_grant(
+                tool=call.name,
+                requester_id=request.requester.user_id,
+                arguments=canonical_arguments(call.arguments)
+                if request.gate.grant_same_arguments
+                else None,
+                created_by=user_id,
+                duration_s=duration_s,
+                approval_id=request.id,
+            )
+            await self.audit.record(
+                "grant_created",
+                actor=user_id,
+                approval_id=request.id,
+                requester=grant.requester_id,
+                tool=grant.tool,
+                arguments=grant.arguments,
+                grant_id=grant.id,
+                detail=f"until {grant.expires_at:.0f}",
+            )
+
+    async def _refresh_card(self, approval_id: str) -> None:
+        """Show the stored state on the card (read back: concurrent votes may have landed)."""
+        await self._quietly(self.chat.update_card(await self.store.get_approval(approval_id)))
 
     async def approvers(self, request: ApprovalRequest) -> set[str]:
-        """Who may decide: the approvals channel's members (cached briefly in Redis)."""
-        channel = request.approvals_channel
-        members = await self.store.cached_members(channel)
-        if members is None:
-            members = await self.chat.channel_members(channel)
-            await self.store.cache_members(channel, members)
-        return members
+        """Who may decide the request (cached briefly in Redis)."""
+        return await self.directory.deciders(request.gate)
 
     # -- resuming ----------------------------------------------------------------------------
     async def retry_resume(self, approval_id: str, user_id: str) -> None:
@@ -197,14 +332,16 @@ class Assistant:
         await self.receive(IncomingMessage.from_dict(data))
         return True
 
-    async def _resume(self, request: ApprovalRequest, expected: Resume) -> None:
+    async def _resume(self, request: ApprovalRequest, expected: Resume, rounds: int = 0) -> None:
         if not await self.store.start_resume(request, expected):
             logger.info("approval %s: resume already under way elsewhere", request.id)
             return
         request = await self.store.update_approval(request, resume=Resume.RUNNING, outcome=None)
         await self._quietly(self.chat.update_card(request))
         try:
-            outcome = await self.runner.resume(request, self.store)
+            outcome = await self.runner.resume(
+                request, self.store, await self.gatekeeper.deferring()
+            )
         except UpstreamError as error:
             logger.warning("approval %s: resume failed: %r", request.id, error)
             request = await self.store.update_approval(
@@ -213,7 +350,12 @@ class Assistant:
             await self._quietly(self.chat.update_card(request))
             await self._quietly(self.chat.tell_resume_failed(request, _problem(error)))
             return
-        deferred = await self._settle(request.thread, outcome, request.requester, None, None)
+        # a request the policy decided alone has no card: its answer replaces the placeholder
+        by_policy = request.decision is not None and request.decision.by_policy
+        placeholder = request.placeholder if by_policy else None
+        deferred = await self._settle(
+            request.thread, outcome, request.requester, placeholder, None, rounds
+        )
         if deferred:
             follow_up = await self.store.conversation_id(request.thread)
             logger.info("approval %s: conversation %s deferred again", request.id, follow_up)

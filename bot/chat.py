@@ -74,5 +74,14 @@ class Chat(Protocol):
     async def channel_members(self, channel_id: str) -> set[str]:
         """Every member of a channel."""
 
+    async def usergroup_members(self, usergroup_id: str) -> set[str]:
+        """Every member of a user group."""
+
+    async def usergroups(self) -> dict[str, set[str]]:
+        """Every user group of the workspace, with its members."""
+
+    async def tell_policy(self, request: ApprovalRequest) -> None:
+        """Say in the requester's thread which calls the policy denied or a grant allowed."""
+
     async def tell_user(self, user_id: str, text: str, channel_id: str | None = None) -> None:
         """A private note to one person (ephemeral in ``channel_id``, else a DM)."""

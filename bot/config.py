@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Final, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from bot.conditions import Condition, ConditionError
 from bot.errors import ConfigError
 
 Location = tuple[str | int, ...]
@@ -17,14 +27,142 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+USER_ID: Final = r"^[UW][A-Z0-9]{2,}$"
+USERGROUP_ID: Final = r"^S[A-Z0-9]{2,}$"
+CHANNEL_ID: Final = r"^[CG][A-Z0-9]{2,}$"
+
+UserId = Annotated[str, Field(pattern=USER_ID)]
+UsergroupId = Annotated[str, Field(pattern=USERGROUP_ID)]
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_GRANT_S: Final = 30 * 86400
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration such as ``30m``, ``1h`` or ``7d``; ValueError otherwise."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration; fix: write it like 30m, 1h, 8h or 7d")
+    seconds = int(match.group(1)) * _UNIT_S[match.group(2)]
+    if not 60 <= seconds <= MAX_GRANT_S:
+        raise ValueError(f"{text!r} is out of range; fix: use between 1m and 30d")
+    return seconds
+
+
+Duration = Annotated[str, AfterValidator(lambda text: parse_duration(text) and text)]
+
+
 class ApprovalsConfig(_Section):
-    """Where approval cards go and who may decide."""
+    """Where approval cards go and who may decide (the policy's defaults, from the core)."""
 
     channel: str = Field(
-        pattern=r"^[CG][A-Z0-9]{2,}$",
+        pattern=CHANNEL_ID,
         description="channel id (C… or G…) for cards; its members may decide",
     )
     allow_self_approval: bool = False
+
+
+class ApproversConfig(_Section):
+    """Who may decide: the union of a channel's members, user groups' members and users."""
+
+    channel: str | None = Field(default=None, pattern=CHANNEL_ID)
+    usergroups: list[UsergroupId] = Field(default_factory=list)
+    users: list[UserId] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _someone(self) -> ApproversConfig:
+        if not (self.channel or self.usergroups or self.users):
+            raise ValueError("names nobody; fix: give a channel, usergroups or users")
+        return self
+
+
+class AdminsConfig(_Section):
+    """Who may change the policy at run time (``/approvals require|allow|reset|revoke``)."""
+
+    users: list[UserId] = Field(default_factory=list)
+    usergroups: list[UsergroupId] = Field(default_factory=list)
+
+
+class PolicyDefaults(_Section):
+    """What applies to a call that needs approval and that no rule says otherwise about."""
+
+    approvers: ApproversConfig | None = None
+    quorum: int = Field(default=1, ge=1, le=10)
+    allow_self_approval: bool | None = None
+    grant_durations: list[Duration] = Field(default_factory=lambda: ["1h"], max_length=3)
+    grant_same_arguments: bool = False
+
+
+class RuleConfig(_Section):
+    """One policy rule; the first rule that matches a call decides it."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=80)
+    tools: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(min_length=1)
+    when: str | None = Field(default=None, min_length=1, max_length=2000)
+    decision: Literal["ask", "allow", "deny"] = "ask"
+    reason: str | None = Field(default=None, min_length=1, max_length=1000)
+    approvers: ApproversConfig | None = None
+    quorum: int | None = Field(default=None, ge=1, le=10)
+    allow_self_approval: bool | None = None
+    grant_durations: list[Duration] | None = Field(default=None, max_length=3)
+    grant_same_arguments: bool | None = None
+
+    @field_validator("when")
+    @classmethod
+    def _compiles(cls, source: str | None) -> str | None:
+        if source is not None:
+            try:
+                Condition(source)
+            except ConditionError as error:
+                raise ValueError(f"invalid expression {source!r}: {error}") from error
+        return source
+
+    @model_validator(mode="after")
+    def _fits_decision(self) -> RuleConfig:
+        if self.reason is not None and self.decision != "deny":
+            raise ValueError(
+                "reason is only read with decision: deny; fix: remove it or set decision: deny"
+            )
+        if self.decision != "ask":
+            extra = [
+                name
+                for name in (
+                    "approvers",
+                    "quorum",
+                    "allow_self_approval",
+                    "grant_durations",
+                    "grant_same_arguments",
+                )
+                if getattr(self, name) is not None
+            ]
+            if extra:
+                raise ValueError(
+                    f"{', '.join(extra)} only apply to decision: ask; fix: remove them or set "
+                    "decision: ask"
+                )
+        return self
+
+
+class PolicyConfig(_Section):
+    """Rules matched in order against every call that needs a decision."""
+
+    defaults: PolicyDefaults = Field(default_factory=PolicyDefaults)
+    rules: list[RuleConfig] = Field(default_factory=list, max_length=200)
+
+    @model_validator(mode="after")
+    def _quorum_reachable(self) -> PolicyConfig:
+        for index, rule in enumerate(self.rules):
+            approvers = rule.approvers or self.defaults.approvers
+            quorum = rule.quorum or self.defaults.quorum
+            if approvers and not (approvers.channel or approvers.usergroups):
+                named = len(set(approvers.users))
+                if named < quorum:
+                    raise ValueError(
+                        f"rules.{index} needs {quorum} approvals but names only {named} "
+                        "approver(s); fix: lower its quorum or add approvers"
+                    )
+        return self
 
 
 class FunctionToolConfig(_Section):
@@ -43,8 +181,29 @@ class BotConfig(_Section):
 
     model: str = Field(min_length=1)
     instructions: str | None = None
-    approvals: ApprovalsConfig
+    approvals: ApprovalsConfig | None = None
+    admins: AdminsConfig = Field(default_factory=AdminsConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
+
+    @model_validator(mode="after")
+    def _cards_have_a_home(self) -> BotConfig:
+        defaults = self.policy.defaults.approvers
+        if self.approvals is None and (defaults is None or defaults.channel is None):
+            raise ValueError(
+                "no approvals channel; fix: add approvals: {channel: C…} or "
+                "policy: {defaults: {approvers: {channel: C…}}} (cards are posted there)"
+            )
+        return self
+
+    @property
+    def default_channel(self) -> str:
+        """Where cards go unless a rule names another channel."""
+        defaults = self.policy.defaults.approvers
+        if defaults is not None and defaults.channel is not None:
+            return defaults.channel
+        assert self.approvals is not None  # guaranteed by _cards_have_a_home
+        return self.approvals.channel
 
 
 _FIXES = {
@@ -57,11 +216,26 @@ _FIXES = {
     "list_type": "use a list",
     "model_type": "use a mapping of keys to values",
     "dict_type": "use a mapping of keys to values",
+    "literal_error": "use one of the values listed",
+    "int_type": "use a whole number",
+    "int_parsing": "use a whole number",
+    "greater_than_equal": "use a larger number",
+    "less_than_equal": "use a smaller number",
+    "too_short": "add at least one entry",
+    "too_long": "use fewer entries",
+    "string_too_short": "write something",
+    "string_too_long": "shorten it",
 }
 
-_HINTS = {
-    ("approvals", "channel"): "a channel id such as C0123456789 (channel details → About)",
+_HINTS: dict[tuple[str, ...], str] = {
     ("tools", "functions", "*", "ref"): "module:function, e.g. mycompany.tools:get_weather",
+}
+
+#: Hints by the field's own name, wherever it is.
+_FIELD_HINTS = {
+    "channel": "a channel id such as C0123456789 (channel details → About)",
+    "users": "a user id such as U0123ABCDE (profile → ⋮ → Copy member ID)",
+    "usergroups": "a user group id such as S0123ABCDE (from usergroups.list)",
 }
 
 
@@ -126,17 +300,22 @@ def describe(path: Path, lines: dict[Location, int], loc: Location, message: str
 
 
 def _hint(loc: Location) -> str | None:
-    pattern = tuple("*" if isinstance(p, int) else p for p in loc)
-    return _HINTS.get(pattern)
+    pattern = tuple("*" if isinstance(p, int) else str(p) for p in loc)
+    names = [p for p in loc if isinstance(p, str)]
+    return _HINTS.get(pattern) or (_FIELD_HINTS.get(names[-1]) if names else None)
 
 
 def _problems(path: Path, lines: dict[Location, int], error: ValidationError) -> list[str]:
     problems = []
     for detail in error.errors():
         loc: Location = tuple(detail["loc"])
+        text = str(detail["msg"]).removeprefix("Value error, ")
+        if "fix:" in text:  # our own validators say the fix themselves
+            problems.append(describe(path, lines, loc, text))
+            continue
         fix = _FIXES.get(detail["type"], "see bot.example.yml")
-        hint = _hint(loc)
-        message = f"{detail['msg']}; fix: {fix}" + (f" ({hint})" if hint else "")
+        hint = _hint(loc) if detail["type"] == "string_pattern_mismatch" else None
+        message = f"{text}; fix: {fix}" + (f" ({hint})" if hint else "")
         problems.append(describe(path, lines, loc, message))
     return problems
 

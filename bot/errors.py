@@ -14,6 +14,8 @@ Every exception the bot raises on purpose derives from :class:`BotError`::
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class BotError(Exception):
     """Base class of every error the bot raises on purpose."""
@@ -57,9 +59,11 @@ class ApprovalNotFound(ApprovalError):
 class NotAllowed(ApprovalError):
     """The person may not decide this request; ``reason`` is shown to them."""
 
-    def __init__(self, approval_id: str, user_id: str, reason: str) -> None:
+    def __init__(self, approval_id: str, user_id: str, reason: str, approvers: Any = None) -> None:
         self.user_id = user_id
         self.reason = reason
+        #: who may decide instead (a ``bot.policy.Gate``), when that is the reason
+        self.approvers = approvers
         super().__init__(approval_id, reason)
 
 

@@ -11,7 +11,8 @@ from typing import Final
 PREFIX: Final = "approval-bot"
 
 #: Schema version written into every stored approval; older versions stay readable.
-SCHEMA_VERSION: Final = 1
+#: 1: one approvals channel. 2: a policy gate (approvers, quorum), votes, per-call verdicts.
+SCHEMA_VERSION: Final = 2
 
 # -- approvals -------------------------------------------------------------------------------
 #: Hash: one approval request (its metadata, the serialized deferral, the decision).
@@ -23,6 +24,12 @@ DECIDED_APPROVAL_TTL_S: Final = 30 * 24 * 3600
 #: Sorted set of approval ids by creation time, undecided ones only (for listing and,
 #: later, expiry). No TTL: members are removed when decided.
 PENDING_ZSET: Final = f"{PREFIX}:pending_zs"
+
+#: Sorted set per requester: their approval ids by creation time, for the App Home.
+#: Trimmed to the newest ``REQUESTS_BY_KEPT``; expires ``REQUESTS_BY_TTL_S`` after the last.
+REQUESTS_BY: Final = f"{PREFIX}:requests-by:"
+REQUESTS_BY_KEPT: Final = 50
+REQUESTS_BY_TTL_S: Final = 30 * 24 * 3600
 
 #: String: the stored result of an approved local tool call, by tool_call_id, so that a
 #: retried resume appends the result instead of running the tool again.
@@ -43,10 +50,37 @@ THREAD_QUEUE: Final = f"{PREFIX}:thread-queue:"
 TURN: Final = f"{PREFIX}:turn:"
 TURN_TTL_S: Final = 7 * 24 * 3600
 
+# -- policy ----------------------------------------------------------------------------------
+#: Hash: a grant ("approve for 1 hour"): tool, requester, argument scope, who, when. Its TTL
+#: is the grant's duration, so an expired grant is gone.
+GRANT: Final = f"{PREFIX}:grant:"
+
+#: String: the id of the grant covering (requester, tool, argument scope). Same TTL as GRANT.
+GRANT_FOR: Final = f"{PREFIX}:grant-for:"
+
+#: Sorted set of grant ids by expiry time, for listing. No TTL: expired members are pruned
+#: whenever it is read, revoked ones removed on revocation.
+GRANTS_ZSET: Final = f"{PREFIX}:grants_zs"
+
+#: Hash: admins' runtime overrides, tool name or glob -> JSON {effect, by, at}. No TTL: an
+#: override stays until an admin resets it.
+OVERRIDES: Final = f"{PREFIX}:overrides"
+
+#: Stream: the audit trail (who did what, when). Trimmed to the configured retention.
+AUDIT_STREAM: Final = f"{PREFIX}:audit"
+
 # -- Slack -----------------------------------------------------------------------------------
 #: String: JSON list of a channel's members (``conversations.members``), a short cache.
 CHANNEL_MEMBERS: Final = f"{PREFIX}:members:"
 CHANNEL_MEMBERS_TTL_S: Final = 300
+
+#: String: JSON list of a user group's members (``usergroups.users.list``), a short cache.
+USERGROUP_MEMBERS: Final = f"{PREFIX}:usergroup-members:"
+
+#: String: JSON map of every user group to its members (``usergroups.list``), a short cache
+#: for "which groups is this requester in".
+USERGROUPS: Final = f"{PREFIX}:usergroups"
+USERGROUPS_TTL_S: Final = 300
 
 #: String: an Events API ``event_id`` seen already; Slack retries for up to an hour.
 EVENT_SEEN: Final = f"{PREFIX}:event:"
@@ -79,3 +113,19 @@ def channel_members(channel_id: str) -> str:
 
 def event_seen(event_id: str) -> str:
     return EVENT_SEEN + event_id
+
+
+def requests_by(user_id: str) -> str:
+    return REQUESTS_BY + user_id
+
+
+def grant(grant_id: str) -> str:
+    return GRANT + grant_id
+
+
+def grant_for(requester_id: str, tool: str, scope: str) -> str:
+    return f"{GRANT_FOR}{requester_id}:{scope}:{tool}"
+
+
+def usergroup_members(usergroup_id: str) -> str:
+    return USERGROUP_MEMBERS + usergroup_id

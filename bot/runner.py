@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,9 @@ class Deferral:
 
 Outcome = Answer | Deferral
 
+#: Whether the SDK must hold a tool's calls for the bot to decide, by tool name.
+Deferring = Callable[[str], bool]
+
 
 def make_client(settings: Settings) -> Mistral:
     """The Mistral client, with bounded retries (429 and 5xx) and a timeout per request."""
@@ -91,12 +94,20 @@ class AgentRunner:
         self.config = config
         self.tools = tuple(tools)
 
-    async def send(self, conversation_id: str | None, text: str) -> Outcome:
-        """Send a user message into the thread's conversation (a new one if None)."""
-        inputs = [{"role": "user", "content": text}]
-        return await self._run(conversation_id, inputs)
+    async def send(
+        self, conversation_id: str | None, text: str, deferring: Deferring | None = None
+    ) -> Outcome:
+        """Send a user message into the thread's conversation (a new one if None).
 
-    async def resume(self, request: ApprovalRequest, ledger: CallLedger) -> Outcome:
+        ``deferring(tool)``: whether the SDK must hold that tool's calls for a decision
+        (default: as the config marks each tool).
+        """
+        inputs = [{"role": "user", "content": text}]
+        return await self._run(conversation_id, inputs, deferring)
+
+    async def resume(
+        self, request: ApprovalRequest, ledger: CallLedger, deferring: Deferring | None = None
+    ) -> Outcome:
         """Resume a deferred conversation with the request's decision.
 
         Approved local calls run through the ledger: a call whose result was stored by an
@@ -112,16 +123,20 @@ class AgentRunner:
         )
         token = approving(approved)
         try:
-            return await self._run(request.conversation_id, request.responses())
+            return await self._run(request.conversation_id, request.responses(), deferring)
         finally:
             stop_approving(token)
 
-    async def _run(self, conversation_id: str | None, inputs: list[Any]) -> Outcome:
+    async def _run(
+        self, conversation_id: str | None, inputs: list[Any], deferring: Deferring | None
+    ) -> Outcome:
         run_ctx = RunContext(model=self.config.model, continue_on_fn_error=True)
         async with run_ctx:
             run_ctx.conversation_id = conversation_id
             for tool in self.tools:
-                tool.register(run_ctx)
+                tool.register(
+                    run_ctx, requires_confirmation=deferring(tool.name) if deferring else None
+                )
             try:
                 # A bound on the whole run: the SDK loops while the model keeps calling tools.
                 async with asyncio.timeout(self.run_timeout_s):

@@ -11,7 +11,13 @@ import redis.asyncio as redis
 from slack_bolt.async_app import AsyncApp
 
 from bot.assistant import Assistant
+from bot.audit import AuditLog
 from bot.config import BotConfig
+from bot.console import Console
+from bot.directory import Directory
+from bot.gatekeeper import Gatekeeper
+from bot.policy import Policy
+from bot.policy_store import PolicyStore
 from bot.redis_server import EmbeddedRedis
 from bot.runner import AgentRunner, make_client
 from bot.settings import Settings
@@ -31,6 +37,7 @@ class Services:
     store: Store
     chat: SlackChat
     assistant: Assistant
+    console: Console
     worker: Worker
     bolt: AsyncApp
 
@@ -56,10 +63,18 @@ async def open_services(
         worker = Worker(settings.worker_concurrency)
         # Registered last, so it closes first: running work finishes while Redis is still up.
         stack.push_async_callback(worker.close)
-        assistant = Assistant(store, AgentRunner(mistral, config, tools), chat, config, worker)
+        policy = Policy(config, marked=[tool.name for tool in tools if tool.requires_confirmation])
+        policy_store = PolicyStore(client)
+        directory = Directory(store, chat, policy)
+        audit = AuditLog(client, settings.audit_retention_days)
+        gatekeeper = Gatekeeper(policy, policy_store, directory, audit)
+        runner = AgentRunner(mistral, config, tools)
+        assistant = Assistant(store, runner, chat, gatekeeper, worker)
+        console = Console(store, gatekeeper)
         bolt = build_bolt_app(
             assistant,
+            console,
             chat,
             signing_secret=settings.slack_signing_secret if verify_requests else None,
         )
-        yield Services(settings, config, store, chat, assistant, worker, bolt)
+        yield Services(settings, config, store, chat, assistant, console, worker, bolt)

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
         default=16, gt=0, description="conversations the process runs at once"
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    audit_retention_days: int = Field(
+        default=365, gt=0, description="how long the audit trail in Redis keeps entries"
+    )
 
     def require(self, mode: Mode) -> None:
         """Raise one ConfigError listing every variable ``mode`` needs and lacks."""

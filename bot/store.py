@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -16,19 +17,31 @@ from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
 from bot import keys
-from bot.approval import ApprovalRequest, Decision, MessageRef, Resume, Status, ThreadRef
-from bot.errors import AlreadyDecided, ApprovalNotFound, UpstreamError
+from bot.approval import (
+    ApprovalRequest,
+    Decision,
+    MessageRef,
+    Resume,
+    Status,
+    ThreadRef,
+    Vote,
+)
+from bot.errors import AlreadyDecided, ApprovalNotFound, NotAllowed, UpstreamError
 
 #: A thread marked running for longer than this was left by a dead process.
 RUN_LEASE_S: Final = 15 * 60
 
-DECIDE_SCRIPT: Final = """
+VOTE_SCRIPT: Final = """
 -- KEYS[1]: the approval hash
 -- KEYS[2]: the pending sorted set
 -- ARGV[1]: approval id
--- ARGV[2]: new status (approved or denied)
--- ARGV[3]: the decision, JSON
--- returns {'ok'} | {'missing'} | {'decided', status, decision JSON}
+-- ARGV[2]: 'approved' (one approval towards the quorum) or 'denied' (a veto)
+-- ARGV[3]: the decision this vote makes if it decides, JSON {status, user_id, at, reason}
+-- ARGV[4]: the voter's user id
+-- ARGV[5]: approvals needed (the quorum)
+-- returns {'missing'} | {'decided', status, decision JSON} (somebody decided first)
+--       | {'voted'} (this person voted already) | {'counted', votes JSON} (short of quorum)
+--       | {'done', status, votes JSON} (this vote decided the request)
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'missing'}
 end
@@ -36,9 +49,31 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'pending' then
   return {'decided', status, redis.call('HGET', KEYS[1], 'decision') or ''}
 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'decision', ARGV[3])
-redis.call('ZREM', KEYS[2], ARGV[1])
-return {'ok'}
+local stored = redis.call('HGET', KEYS[1], 'votes')
+local votes = {}
+if stored and stored ~= '' then
+  votes = cjson.decode(stored)
+end
+for _, vote in ipairs(votes) do
+  if vote.user_id == ARGV[4] then
+    return {'voted'}
+  end
+end
+if ARGV[2] == 'denied' then
+  redis.call('HSET', KEYS[1], 'status', 'denied', 'decision', ARGV[3])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return {'done', 'denied', stored or ''}
+end
+local decision = cjson.decode(ARGV[3])
+table.insert(votes, {user_id = decision.user_id, at = decision.at})
+local encoded = cjson.encode(votes)
+redis.call('HSET', KEYS[1], 'votes', encoded)
+if #votes >= tonumber(ARGV[5]) then
+  redis.call('HSET', KEYS[1], 'status', 'approved', 'decision', ARGV[3])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return {'done', 'approved', encoded}
+end
+return {'counted', encoded}
 """
 
 CLAIM_THREAD_SCRIPT: Final = """
@@ -103,6 +138,14 @@ return 1
 
 
 @dataclass(frozen=True)
+class Ballot:
+    """The request after a vote, and whether that vote decided it."""
+
+    request: ApprovalRequest
+    decided: bool
+
+
+@dataclass(frozen=True)
 class Claim:
     """The answer to "may this message run now?"."""
 
@@ -118,7 +161,7 @@ class Store:
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
-        self._decide = client.register_script(DECIDE_SCRIPT)
+        self._vote = client.register_script(VOTE_SCRIPT)
         self._claim = client.register_script(CLAIM_THREAD_SCRIPT)
         self._next = client.register_script(NEXT_IN_THREAD_SCRIPT)
         self._transition = client.register_script(RESUME_TRANSITION_SCRIPT)
@@ -131,11 +174,17 @@ class Store:
 
     # -- approvals ---------------------------------------------------------------------------
     async def create_approval(self, request: ApprovalRequest) -> None:
-        """Store a new request (before anything about it is posted) and list it as pending."""
+        """Store a new request (before anything about it is posted); list it as pending if a
+        person must decide, and among its requester's requests."""
         key = keys.approval(request.id)
+        by_requester = keys.requests_by(request.requester.user_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=_fields(request))
-            pipe.zadd(keys.PENDING_ZSET, {request.id: request.created_at})
+            if request.status is Status.PENDING:
+                pipe.zadd(keys.PENDING_ZSET, {request.id: request.created_at})
+            pipe.zadd(by_requester, {request.id: request.created_at})
+            pipe.zremrangebyrank(by_requester, 0, -keys.REQUESTS_BY_KEPT - 1)
+            pipe.expire(by_requester, keys.REQUESTS_BY_TTL_S)
             await pipe.execute()
 
     async def get_approval(self, approval_id: str) -> ApprovalRequest:
@@ -144,11 +193,29 @@ class Store:
             raise ApprovalNotFound(approval_id)
         return _from_fields(fields)
 
-    async def decide(self, request: ApprovalRequest, decision: Decision) -> ApprovalRequest:
-        """Record ``decision`` if nobody decided first; raise AlreadyDecided otherwise."""
-        result = await self._decide(
+    async def get_approvals(self, approval_ids: Sequence[str]) -> list[ApprovalRequest]:
+        """The requests among ``approval_ids`` that still exist, in the same order."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for approval_id in approval_ids:
+                pipe.hgetall(keys.approval(approval_id))
+            rows = await pipe.execute()
+        return [_from_fields(row) for row in rows if row]
+
+    async def vote(self, request: ApprovalRequest, decision: Decision) -> Ballot:
+        """Count one person's approval (``decision.status`` approved) or veto (denied).
+
+        Atomic however many people click at once: each approver is counted once, and exactly
+        one vote decides. Raises AlreadyDecided, ApprovalNotFound, or NotAllowed (voted twice).
+        """
+        result = await self._vote(
             keys=[keys.approval(request.id), keys.PENDING_ZSET],
-            args=[request.id, decision.status.value, _decision_json(decision)],
+            args=[
+                request.id,
+                decision.status.value,
+                _decision_json(decision),
+                decision.user_id,
+                request.quorum,
+            ],
         )
         outcome = [_text(part) for part in result]
         if outcome[0] == "missing":
@@ -156,14 +223,25 @@ class Store:
         if outcome[0] == "decided":
             earlier = json.loads(outcome[2]) if outcome[2] else {}
             raise AlreadyDecided(request.id, outcome[1], earlier.get("user_id"))
-        return request.decided(decision)
+        if outcome[0] == "voted":
+            raise NotAllowed(request.id, decision.user_id, "You voted on this request already.")
+        if outcome[0] == "counted":
+            return Ballot(replace(request, votes=_votes(outcome[1])), decided=False)
+        return Ballot(request.decided(decision, _votes(outcome[2])), decided=True)
+
+    async def recent_requests(self, user_id: str, limit: int = 10) -> list[ApprovalRequest]:
+        """``user_id``'s newest requests, newest first."""
+        ids = await self.redis.zrevrange(keys.requests_by(user_id), 0, limit - 1)
+        return await self.get_approvals([_text(i) for i in ids])
+
+    async def pending_count(self) -> int:
+        return int(await self.redis.zcard(keys.PENDING_ZSET))
 
     async def update_approval(self, request: ApprovalRequest, **changes: Any) -> ApprovalRequest:
         """Store the mutable parts (card, resume state, outcome) of ``request`` with changes."""
         updated = replace(request, **changes)
-        fields = {
-            k: v for k, v in _fields(updated).items() if k not in ("record", "status", "decision")
-        }
+        owned_by_scripts = ("record", "status", "decision", "votes")
+        fields = {k: v for k, v in _fields(updated).items() if k not in owned_by_scripts}
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.approval(request.id), mapping=fields)
             if updated.resume in (Resume.DONE, Resume.DEFERRED):
@@ -178,8 +256,10 @@ class Store:
         )
         return bool(moved)
 
-    async def pending_ids(self) -> list[str]:
-        return [_text(member) for member in await self.redis.zrange(keys.PENDING_ZSET, 0, -1)]
+    async def pending_ids(self, start: int = 0, stop: int = -1) -> list[str]:
+        """Undecided request ids, oldest first (``start``/``stop`` as in ZRANGE)."""
+        members = await self.redis.zrange(keys.PENDING_ZSET, start, stop)
+        return [_text(member) for member in members]
 
     # -- approved call results (tools.CallLedger) --------------------------------------------
     async def stored_result(self, tool_call_id: str) -> str | None:
@@ -242,16 +322,13 @@ class Store:
         return None if value is None else dict(json.loads(_text(value)))
 
     # -- Slack caches ------------------------------------------------------------------------
-    async def cached_members(self, channel_id: str) -> set[str] | None:
-        value = await self.redis.get(keys.channel_members(channel_id))
-        return None if value is None else set(json.loads(_text(value)))
+    async def cached(self, key: str) -> Any | None:
+        """A JSON value cached under ``key`` (see ``bot.keys``), or None."""
+        value = await self.redis.get(key)
+        return None if value is None else json.loads(_text(value))
 
-    async def cache_members(self, channel_id: str, members: set[str]) -> None:
-        await self.redis.set(
-            keys.channel_members(channel_id),
-            json.dumps(sorted(members)),
-            ex=keys.CHANNEL_MEMBERS_TTL_S,
-        )
+    async def cache(self, key: str, value: Any, ttl_s: int) -> None:
+        await self.redis.set(key, json.dumps(value), ex=ttl_s)
 
     async def first_sighting(self, event_id: str) -> bool:
         """True the first time ``event_id`` is seen (within the retry window)."""
@@ -262,6 +339,10 @@ class Store:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _votes(text: str) -> tuple[Vote, ...]:
+    return tuple(Vote(str(v["user_id"]), float(v["at"])) for v in json.loads(text)) if text else ()
 
 
 def _decision_json(decision: Decision) -> str:
@@ -285,7 +366,11 @@ def _fields(request: ApprovalRequest) -> dict[FieldT, EncodableT]:
         "record": request.to_json(),
         "status": request.status.value,
         "decision": _decision_json(request.decision) if request.decision else "",
+        "votes": json.dumps([{"user_id": v.user_id, "at": v.at} for v in request.votes])
+        if request.votes
+        else "",
         "card": _ref_json(request.card),
+        "card_link": request.card_link or "",
         "resume": request.resume.value,
         "outcome": request.outcome or "",
         "follow_up_id": request.follow_up_id or "",
@@ -303,7 +388,9 @@ def _from_fields(raw: dict[Any, Any]) -> ApprovalRequest:
         decision=Decision(**{**decision, "status": Status(decision["status"])})
         if decision
         else None,
+        votes=_votes(fields.get("votes", "")),
         card=MessageRef(**card) if card else None,
+        card_link=fields.get("card_link") or None,
         resume=Resume(fields.get("resume") or Resume.WAITING),
         outcome=fields.get("outcome") or None,
         follow_up_id=fields.get("follow_up_id") or None,

@@ -76,10 +76,13 @@ class Tool:
     requires_confirmation: bool
     ref: str
 
-    def register(self, run_ctx: RunContext) -> None:
-        run_ctx.register_func(
-            _guarded(self.function), requires_confirmation=self.requires_confirmation
+    def register(self, run_ctx: RunContext, *, requires_confirmation: bool | None = None) -> None:
+        """Register with ``run_ctx``; ``requires_confirmation`` as the policy says (default: as
+        the config marks the tool)."""
+        held = (
+            self.requires_confirmation if requires_confirmation is None else requires_confirmation
         )
+        run_ctx.register_func(_guarded(self.function), requires_confirmation=held)
 
 
 def _guarded(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:

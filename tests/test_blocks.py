@@ -25,6 +25,7 @@ from bot.approval import (
     ThreadRef,
     ToolCall,
 )
+from bot.policy import Approvers, Gate
 from bot.slack import blocks
 from tests.conftest import all_text
 
@@ -42,7 +43,7 @@ def request(*calls: ToolCall, text: str = "please book it", **changes: Any) -> A
         calls=calls,
         deferral={},
         approvals_channel="C0APPROVALS",
-        allow_self_approval=False,
+        gate=Gate((Approvers(channel="C0APPROVALS"),)),
         created_at=1_700_000_000.0,
         **changes,
     )

@@ -126,14 +126,23 @@ def test_unknown_key_is_reported_with_its_line(
     assert_start_up_stops(path, capsys, "approvals.allow_self_aproval (line 4)")
 
 
-def test_missing_required_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_approvals_channel(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, "model: m\ninstructions: Be brief.\n")
     error = config_error(path)
     [problem] = error.problems
-    assert problem.startswith("approvals ")
+    assert "no approvals channel" in problem
+    assert "fix: add approvals: {channel: C…}" in problem
+    assert_start_up_stops(path, capsys, "no approvals channel")
+
+
+def test_missing_required_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "instructions: Be brief.\napprovals: {channel: C0APPROVALS}\n")
+    error = config_error(path)
+    [problem] = error.problems
+    assert problem.startswith("model ")
     assert "Field required" in problem
     assert "fix: add it" in problem
-    assert_start_up_stops(path, capsys, "approvals", "Field required")
+    assert_start_up_stops(path, capsys, "model", "Field required")
 
 
 def test_missing_nested_field_points_at_its_section(tmp_path: Path) -> None:

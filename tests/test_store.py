@@ -27,8 +27,9 @@ from bot.approval import (
     ToolCall,
     new_approval_id,
 )
-from bot.errors import AlreadyDecided, ApprovalNotFound
-from bot.store import RUN_LEASE_S, Store
+from bot.errors import AlreadyDecided, ApprovalNotFound, NotAllowed
+from bot.policy import Approvers, Gate
+from bot.store import RUN_LEASE_S, Ballot, Store
 
 THREAD = ThreadRef("T1", "D1", "1700000000.000100")
 
@@ -53,7 +54,7 @@ def approval(**changes: Any) -> ApprovalRequest:
         ),
         deferral={"conversation_id": "conv_1", "deferred_calls": [{"id": "call_1"}], "n": 1.5},
         approvals_channel="C0APPROVALS",
-        allow_self_approval=False,
+        gate=Gate((Approvers(channel="C0APPROVALS"),)),
         created_at=1_700_000_000.25,
         placeholder=MessageRef("D1", "1700000000.000200"),
     )
@@ -95,9 +96,9 @@ async def test_fifty_concurrent_decisions_have_one_winner(store: Store) -> None:
         for i in range(50)
     ]
     results = await asyncio.gather(
-        *(store.decide(request, decision) for decision in decisions), return_exceptions=True
+        *(store.vote(request, decision) for decision in decisions), return_exceptions=True
     )
-    winners = [result for result in results if isinstance(result, ApprovalRequest)]
+    winners = [result.request for result in results if isinstance(result, Ballot)]
     losers = [result for result in results if isinstance(result, AlreadyDecided)]
     assert len(winners) == 1
     assert len(losers) == 49
@@ -114,9 +115,9 @@ async def test_fifty_concurrent_decisions_have_one_winner(store: Store) -> None:
 async def test_a_later_decision_is_refused_naming_who_decided(store: Store) -> None:
     request = approval()
     await store.create_approval(request)
-    await store.decide(request, Decision(Status.APPROVED, "UMANAGER", time.time()))
+    await store.vote(request, Decision(Status.APPROVED, "UMANAGER", time.time()))
     with pytest.raises(AlreadyDecided) as caught:
-        await store.decide(request, Decision(Status.DENIED, "UBOSS", time.time(), "no"))
+        await store.vote(request, Decision(Status.DENIED, "UBOSS", time.time(), "no"))
     assert (caught.value.status, caught.value.decided_by) == ("approved", "UMANAGER")
     assert str(caught.value) == "already approved by UMANAGER"
     assert (await store.get_approval(request.id)).status is Status.APPROVED
@@ -124,7 +125,62 @@ async def test_a_later_decision_is_refused_naming_who_decided(store: Store) -> N
 
 async def test_deciding_a_missing_approval(store: Store) -> None:
     with pytest.raises(ApprovalNotFound):
-        await store.decide(approval(), Decision(Status.APPROVED, "UMANAGER", time.time()))
+        await store.vote(approval(), Decision(Status.APPROVED, "UMANAGER", time.time()))
+
+
+def quorum_of_two() -> ApprovalRequest:
+    return replace(approval(), gate=Gate((Approvers(channel="C0APPROVALS"),), quorum=2))
+
+
+async def test_a_quorum_counts_each_approver_once_and_the_last_vote_decides(
+    store: Store,
+) -> None:
+    request = quorum_of_two()
+    await store.create_approval(request)
+    first = await store.vote(request, Decision(Status.APPROVED, "UA", time.time()))
+    assert not first.decided
+    assert [vote.user_id for vote in first.request.votes] == ["UA"]
+    with pytest.raises(NotAllowed):
+        await store.vote(request, Decision(Status.APPROVED, "UA", time.time()))
+    assert await store.pending_ids() == [request.id]
+    second = await store.vote(request, Decision(Status.APPROVED, "UB", time.time()))
+    assert second.decided
+    stored = await store.get_approval(request.id)
+    assert stored.status is Status.APPROVED
+    assert [vote.user_id for vote in stored.votes] == ["UA", "UB"]
+    assert stored.decision is not None and stored.decision.user_id == "UB"
+    assert await store.pending_ids() == []
+
+
+async def test_concurrent_approvals_on_a_quorum_are_each_counted_and_one_decides(
+    store: Store,
+) -> None:
+    request = quorum_of_two()
+    await store.create_approval(request)
+    results = await asyncio.gather(
+        *(
+            store.vote(request, Decision(Status.APPROVED, f"U{i:02d}", time.time()))
+            for i in range(20)
+        ),
+        return_exceptions=True,
+    )
+    ballots = [result for result in results if isinstance(result, Ballot)]
+    assert len(ballots) == 2  # the first two counted; the rest find it decided
+    assert [ballot.decided for ballot in ballots].count(True) == 1
+    assert sum(isinstance(result, AlreadyDecided) for result in results) == 18
+    stored = await store.get_approval(request.id)
+    assert len(stored.votes) == 2 and len(stored.voters) == 2
+
+
+async def test_one_deny_vetoes_a_quorum_in_progress(store: Store) -> None:
+    request = quorum_of_two()
+    await store.create_approval(request)
+    await store.vote(request, Decision(Status.APPROVED, "UA", time.time()))
+    veto = await store.vote(request, Decision(Status.DENIED, "UB", time.time(), "no"))
+    assert veto.decided and veto.request.status is Status.DENIED
+    stored = await store.get_approval(request.id)
+    assert stored.status is Status.DENIED
+    assert stored.decision is not None and stored.decision.reason == "no"
 
 
 def message(n: int) -> dict[str, object]:

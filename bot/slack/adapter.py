@@ -140,8 +140,7 @@ class SlackChat:
         await self._update(request.card, blocks.card_text(request), blocks.approval_card(request))
 
     async def tell_awaiting(self, request: ApprovalRequest) -> None:
-        link = await self.permalink(request.card) if request.card else None
-        text = blocks.awaiting_text(request, link)
+        text = blocks.awaiting_text(request, request.card_link)
         message_blocks = [blocks.section(text)]
         if request.placeholder is not None:
             await self._update(request.placeholder, text, message_blocks)
@@ -182,6 +181,24 @@ class SlackChat:
             cursor = (response.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 return members
+
+    async def usergroup_members(self, usergroup_id: str) -> set[str]:
+        response = await self._call("usergroups.users.list", usergroup=usergroup_id)
+        return {str(user) for user in response.get("users") or []}
+
+    async def usergroups(self) -> dict[str, set[str]]:
+        response = await self._call("usergroups.list", include_users=True)
+        return {
+            str(group["id"]): {str(user) for user in group.get("users") or []}
+            for group in response.get("usergroups") or []
+        }
+
+    async def tell_policy(self, request: ApprovalRequest) -> None:
+        text, message_blocks = blocks.policy_note(request)
+        await self._post(request.thread.channel_id, text, request.thread.thread_ts, message_blocks)
+
+    async def publish_home(self, user_id: str, view: Any) -> None:
+        await self._call("views.publish", user_id=user_id, view=view.to_dict())
 
     async def tell_user(self, user_id: str, text: str, channel_id: str | None = None) -> None:
         if channel_id:

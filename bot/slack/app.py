@@ -9,6 +9,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 
 from bot.assistant import Assistant
+from bot.console import Console
 from bot.slack import listeners
 from bot.slack.adapter import SlackChat
 
@@ -16,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 def build_bolt_app(
-    assistant: Assistant, chat: SlackChat, *, signing_secret: str | None
+    assistant: Assistant, console: Console, chat: SlackChat, *, signing_secret: str | None
 ) -> AsyncApp:
     """The Bolt app. ``signing_secret=None`` (Socket Mode) turns request signing off."""
     app = AsyncApp(
@@ -40,5 +41,5 @@ def build_bolt_app(
         )
         return BoltResponse(status=500, body="")
 
-    listeners.register(app, assistant, chat)
+    listeners.register(app, assistant, console, chat)
     return app

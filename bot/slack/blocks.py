@@ -27,11 +27,14 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.approval import ApprovalRequest, Resume, Status, ToolCall
+from bot.approval import ApprovalRequest, Auto, Resume, Status, ToolCall
 from bot.mrkdwn import escape, markdown_to_mrkdwn, split_mrkdwn
+from bot.policy import Approvers, Gate
 
 # Action and callback ids: what the listeners are wired to.
 APPROVE: Final = "approval_approve"
+#: "Approve for <duration>": the duration in seconds follows, e.g. ``approval_grant_3600``.
+GRANT_PREFIX: Final = "approval_grant_"
 DENY: Final = "approval_deny"
 SHOW_ARGUMENTS: Final = "approval_show_arguments"
 RETRY_RESUME: Final = "approval_retry_resume"
@@ -121,9 +124,24 @@ def _tools_title(request: ApprovalRequest) -> str:
     return f"Approval needed: {shown}"[:150]
 
 
+def _call_status(call: ToolCall) -> str:
+    """What the policy did with a call, as one short line (empty when a person decides)."""
+    rule = escape(call.rule[:200])
+    if call.auto is Auto.ALLOW:
+        return f":white_check_mark: Allowed by the policy ({rule})"
+    if call.auto is Auto.DENY:
+        return f":no_entry: Denied by the policy ({rule}): {escape((call.note or '')[:300])}"
+    if call.auto is Auto.GRANT:
+        return f":stopwatch: Allowed by a grant (`{escape(call.note or '')}`)"
+    if call.note:
+        return f":grey_question: {escape(call.rule[:200])}: {escape(call.note[:300])}"
+    return ""
+
+
 def _call_blocks(call: ToolCall, budget: int) -> tuple[list[Block], bool]:
     where = " (server-side tool)" if call.server_side else ""
-    title = f"*Tool:* `{escape(call.name[:200])}`{where}\n"
+    status = _call_status(call)
+    title = f"*Tool:* `{escape(call.name[:200])}`{where}\n" + (f"{status}\n" if status else "")
     arguments, truncated = truncate(call.pretty_arguments(), budget)
     # escaping can grow the text up to 5x: cut further until the escaped section fits
     while len(title) + len(code_block(arguments)) > SECTION_LIMIT:
@@ -140,13 +158,57 @@ def _requester_block(request: ApprovalRequest) -> SectionBlock:
     return section(f"{asked}:\n>{quote}")
 
 
+def who_decides(approvers: Approvers) -> str:
+    """The people ``approvers`` names, as Slack mentions (ids validated at config load)."""
+    parts = [f"members of <#{approvers.channel}>"] if approvers.channel else []
+    parts += [f"<!subteam^{group}>" for group in approvers.usergroups]
+    parts += [f"<@{user}>" for user in approvers.users]
+    return _join_or(parts)
+
+
+def _join_or(parts: Sequence[str]) -> str:
+    if len(parts) <= 1:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " or " + parts[-1]
+
+
+def who_may_decide(gate: Gate) -> str:
+    """Everyone ``gate`` lets decide, as Slack mentions."""
+    if len(gate.requirements) == 1:
+        return who_decides(gate.requirements[0])
+    return " who are also ".join(who_decides(a) for a in gate.requirements)
+
+
+def gate_text(gate: Gate) -> str:
+    """Who may decide, and how many must approve."""
+    who = who_may_decide(gate)
+    need = f"{gate.quorum} approvals needed" if gate.quorum > 1 else "one approval needed"
+    self_note = "" if gate.allow_self_approval else ", not the requester"
+    return f"*Who can decide:* {who}{self_note} · {need} · {escape(gate.rule[:200])}"
+
+
+def _progress_text(request: ApprovalRequest) -> str | None:
+    """Quorum progress while undecided: "1 of 2 approvals: @a"."""
+    if request.status is not Status.PENDING or request.quorum <= 1 or not request.votes:
+        return None
+    voters = ", ".join(f"<@{vote.user_id}>" for vote in request.votes)
+    missing = request.quorum - len(request.votes)
+    return (
+        f":ballot_box_with_check: {len(request.votes)} of {request.quorum} approvals: {voters}. "
+        f"Waiting for {missing} more from someone else who can decide."
+    )
+
+
 def _decision_text(request: ApprovalRequest) -> str | None:
     decision = request.decision
     if decision is None:
-        return None
+        return _progress_text(request)
     when = slack_date(decision.at)
+    if decision.by_policy:
+        return f":robot_face: Decided by the approval policy at {when}"
     if decision.status is Status.APPROVED:
-        return f":white_check_mark: *Approved* by <@{decision.user_id}> at {when}"
+        voters = [f"<@{vote.user_id}>" for vote in request.votes] or [f"<@{decision.user_id}>"]
+        return f":white_check_mark: *Approved* by {', '.join(voters)} at {when}"
     reason = f": {escape(truncate(decision.reason, 500)[0])}" if decision.reason else ""
     reason = reason or " (no reason given)"
     return f":no_entry: *Denied* by <@{decision.user_id}> at {when}{reason}"
@@ -170,6 +232,8 @@ def approval_card(request: ApprovalRequest) -> list[Block]:
     """The approval card: who asked, what for, each call's arguments, and the buttons."""
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=_tools_title(request)))]
     blocks.append(_requester_block(request))
+    if request.gate is not None and request.status is Status.PENDING:
+        blocks.append(ContextBlock(elements=[_md(gate_text(request.gate))]))
     shown = request.calls[:CARD_MAX_CALLS]
     budget = max(200, CARD_ARGUMENTS_BUDGET // len(shown)) if shown else 0
     any_truncated = len(request.calls) > len(shown)
@@ -199,10 +263,7 @@ def approval_card(request: ApprovalRequest) -> list[Block]:
 def _card_buttons(request: ApprovalRequest, truncated: bool) -> list[ButtonElement]:
     buttons: list[ButtonElement] = []
     if request.status is Status.PENDING:
-        buttons += [
-            ButtonElement(text="Approve", action_id=APPROVE, value=request.id, style="primary"),
-            ButtonElement(text="Deny", action_id=DENY, value=request.id, style="danger"),
-        ]
+        buttons += decision_buttons(request)
     elif request.resume is Resume.FAILED:
         buttons.append(ButtonElement(text="Retry", action_id=RETRY_RESUME, value=request.id))
     if truncated:
@@ -210,6 +271,44 @@ def _card_buttons(request: ApprovalRequest, truncated: bool) -> list[ButtonEleme
             ButtonElement(text="Show full arguments", action_id=SHOW_ARGUMENTS, value=request.id)
         )
     return buttons
+
+
+def decision_buttons(request: ApprovalRequest) -> list[ButtonElement]:
+    """Approve, Approve for <duration> (when the rule offers grants), Deny."""
+    buttons = [ButtonElement(text="Approve", action_id=APPROVE, value=request.id, style="primary")]
+    if request.gate is not None and request.gate.grantable:
+        buttons += [
+            ButtonElement(
+                text=f"Approve for {duration_text(seconds)}",
+                action_id=f"{GRANT_PREFIX}{seconds}",
+                value=request.id,
+            )
+            for seconds in request.gate.grant_durations_s
+        ]
+    buttons.append(ButtonElement(text="Deny", action_id=DENY, value=request.id, style="danger"))
+    return buttons
+
+
+def duration_text(seconds: int) -> str:
+    """3600 -> "1 hour", 5400 -> "90 minutes", 172800 -> "2 days"."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"
+
+
+def policy_note(request: ApprovalRequest) -> tuple[str, list[Block]]:
+    """The requester's thread: which calls the policy denied and which ran under a grant."""
+    lines = [
+        f"`{escape(call.name[:200])}`: {_call_status(call)}"
+        for call in request.calls
+        if call.auto in (Auto.DENY, Auto.GRANT)
+    ]
+    text = "\n".join(lines)[: SECTION_LIMIT - 100]
+    return "The approval policy decided some of the agent's actions.", [
+        ContextBlock(elements=[_md(text)])
+    ]
 
 
 def awaiting_text(request: ApprovalRequest, card_link: str | None) -> str:

@@ -15,6 +15,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.assistant import Assistant
 from bot.errors import AlreadyDecided, ApprovalError, ApprovalNotFound, NotAllowed, UpstreamError
+from bot.policy import Gate
 from bot.slack import blocks
 from bot.slack.adapter import SlackChat
 
@@ -35,6 +36,8 @@ class Click:
     user_id: str
     channel_id: str | None
     trigger_id: str
+    action_id: str = ""
+    from_home: bool = False  # clicked on the App Home tab (no channel to answer in)
 
 
 def parse_click(body: dict[str, Any]) -> Click:
@@ -48,7 +51,12 @@ def parse_click(body: dict[str, Any]) -> Click:
         raise BadPayload(f"button value {value!r} is not an id")
     channel = (body.get("channel") or {}).get("id")
     return Click(
-        value, user, channel if isinstance(channel, str) else None, str(body.get("trigger_id"))
+        value,
+        user,
+        channel if isinstance(channel, str) else None,
+        str(body.get("trigger_id")),
+        str(actions[0].get("action_id") or ""),
+        from_home=(body.get("view") or {}).get("type") == "home",
     )
 
 
@@ -57,6 +65,9 @@ def explain(error: ApprovalError) -> str:
     if isinstance(error, ApprovalNotFound):
         return ":grey_question: This approval request no longer exists. Nothing was changed."
     if isinstance(error, NotAllowed):
+        if isinstance(error.approvers, Gate):
+            who = blocks.who_may_decide(error.approvers)
+            return f":no_entry_sign: Only {who} can decide this request. Nothing was changed."
         return f":no_entry_sign: {error.reason} Nothing was changed."
     if isinstance(error, AlreadyDecided):
         who = f" by <@{error.decided_by}>" if error.decided_by else ""
@@ -76,6 +87,14 @@ Handler = Callable[[Assistant, SlackChat, Click], Awaitable[None]]
 
 async def approve(assistant: Assistant, chat: SlackChat, click: Click) -> None:
     await assistant.approve(click.target_id, click.user_id)
+
+
+async def approve_for(assistant: Assistant, chat: SlackChat, click: Click) -> None:
+    """Approve, and stop asking for the same tool and requester for a while (a grant)."""
+    seconds = click.action_id.removeprefix(blocks.GRANT_PREFIX)
+    if not seconds.isdigit():
+        raise BadPayload(f"action {click.action_id!r} names no duration")
+    await assistant.approve(click.target_id, click.user_id, grant_s=int(seconds))
 
 
 async def deny(assistant: Assistant, chat: SlackChat, click: Click) -> None:
@@ -108,8 +127,21 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+#: Buttons whose action id carries a parameter, matched by pattern.
+PATTERN_HANDLERS: dict[re.Pattern[str], Handler] = {
+    re.compile(rf"^{blocks.GRANT_PREFIX}\d+$"): approve_for,
+}
+
+#: Called after a click on the App Home, to show the person their queue as it is now.
+HomeRefresh = Callable[[str], Awaitable[None]]
+
+
 def _listener(
-    action_id: str, handle: Handler, assistant: Assistant, chat: SlackChat
+    action_id: str,
+    handle: Handler,
+    assistant: Assistant,
+    chat: SlackChat,
+    refresh_home: HomeRefresh,
 ) -> Callable[[AsyncAck, dict[str, Any]], Awaitable[None]]:
     async def on_click(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
@@ -124,6 +156,9 @@ def _listener(
             return
         try:
             await handle(assistant, chat, click)
+        except BadPayload as error:
+            logger.warning("bad %s payload: %s", action_id, error)
+            await tell(chat, click.user_id, click.channel_id, ":warning: That button is not valid.")
         except ApprovalError as error:
             logger.info(
                 "%s on %s by %s refused: %r", action_id, click.target_id, click.user_id, error
@@ -133,10 +168,16 @@ def _listener(
             logger.error("%s on %s failed: %r", action_id, click.target_id, error)
             note = ":warning: Something went wrong on our side; please try again."
             await tell(chat, click.user_id, click.channel_id, note)
+        if click.from_home:
+            await refresh_home(click.user_id)
 
     return on_click
 
 
-def register(app: AsyncApp, assistant: Assistant, chat: SlackChat) -> None:
+def register(
+    app: AsyncApp, assistant: Assistant, chat: SlackChat, refresh_home: HomeRefresh
+) -> None:
     for action_id, handle in HANDLERS.items():
-        app.action(action_id)(_listener(action_id, handle, assistant, chat))
+        app.action(action_id)(_listener(action_id, handle, assistant, chat, refresh_home))
+    for pattern, handle in PATTERN_HANDLERS.items():
+        app.action(pattern)(_listener(pattern.pattern, handle, assistant, chat, refresh_home))

@@ -1,0 +1,108 @@
+"""What admins and approvers look at and change: pending requests, the policy, grants,
+overrides, and each person's own queue (the App Home). No Slack here: the listeners render.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from bot.approval import ApprovalRequest
+from bot.errors import NotAllowed
+from bot.gatekeeper import Gatekeeper
+from bot.policy import Effect, Grant, Override, Policy
+from bot.store import Store
+
+ADMINS_ONLY = "Only admins can change the policy or revoke grants."
+
+#: How many pending requests one screen lists, and how many it looks through for the
+#: ones a person can decide.
+PAGE_SIZE = 20
+SCAN_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class Page:
+    requests: list[ApprovalRequest]
+    total: int
+
+
+class Console:
+    def __init__(self, store: Store, gatekeeper: Gatekeeper) -> None:
+        self.store = store
+        self.gatekeeper = gatekeeper
+        self.policy_store = gatekeeper.policy_store
+        self.directory = gatekeeper.directory
+        self.audit = gatekeeper.audit
+
+    @property
+    def policy(self) -> Policy:
+        return self.gatekeeper.policy
+
+    async def require_admin(self, user_id: str) -> None:
+        if not await self.directory.is_admin(user_id):
+            raise NotAllowed("", user_id, ADMINS_ONLY)
+
+    # -- reading -----------------------------------------------------------------------------
+    async def pending(self, limit: int = PAGE_SIZE) -> Page:
+        """The oldest undecided requests first."""
+        ids = await self.store.pending_ids(0, limit - 1)
+        return Page(await self.store.get_approvals(ids), await self.store.pending_count())
+
+    async def actionable(self, user_id: str, limit: int = PAGE_SIZE) -> Page:
+        """Undecided requests ``user_id`` can decide now (not their own, not voted on)."""
+        ids = await self.store.pending_ids(0, SCAN_LIMIT - 1)
+        found: list[ApprovalRequest] = []
+        total = 0
+        for request in await self.store.get_approvals(ids):
+            try:
+                request.check_may_decide(user_id, await self.directory.deciders(request.gate))
+            except NotAllowed:
+                continue
+            total += 1
+            if len(found) < limit:
+                found.append(request)
+        return Page(found, total)
+
+    async def recent(self, user_id: str, limit: int = 10) -> list[ApprovalRequest]:
+        return await self.store.recent_requests(user_id, limit)
+
+    async def overrides(self) -> list[Override]:
+        return await self.policy_store.overrides()
+
+    async def grants(self, user_id: str) -> list[Grant]:
+        """Every live grant for an admin; for anyone else, the grants that concern them."""
+        grants = await self.policy_store.grants()
+        if await self.directory.is_admin(user_id):
+            return grants
+        return [g for g in grants if user_id in (g.requester_id, g.created_by)]
+
+    # -- changing (admins only, audited) -----------------------------------------------------
+    async def revoke(self, user_id: str, grant_id: str) -> Grant | None:
+        await self.require_admin(user_id)
+        grant = await self.policy_store.revoke_grant(grant_id)
+        if grant is not None:
+            await self.audit.record(
+                "grant_revoked",
+                actor=user_id,
+                grant_id=grant.id,
+                tool=grant.tool,
+                requester=grant.requester_id,
+                approval_id=grant.approval_id,
+            )
+        return grant
+
+    async def set_override(self, user_id: str, tool: str, effect: Effect) -> Override:
+        await self.require_admin(user_id)
+        override = Override(tool, effect, user_id, time.time())
+        await self.policy_store.set_override(override)
+        event = "override_require" if effect is Effect.ASK else "override_allow"
+        await self.audit.record(event, actor=user_id, tool=tool)
+        return override
+
+    async def reset_override(self, user_id: str, tool: str) -> bool:
+        await self.require_admin(user_id)
+        removed = await self.policy_store.reset_override(tool)
+        if removed:
+            await self.audit.record("override_reset", actor=user_id, tool=tool)
+        return removed

@@ -1,0 +1,94 @@
+"""Who is who: members of channels and user groups, and admins, cached briefly in Redis.
+
+A lookup that fails (a Slack outage, a missing scope, a deleted group) counts as nobody and
+is logged: a person who cannot be confirmed as an approver is never treated as one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from bot import keys
+from bot.chat import Chat
+from bot.errors import UpstreamError
+from bot.policy import Approvers, Gate, Policy
+from bot.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+class Directory:
+    def __init__(self, store: Store, chat: Chat, policy: Policy) -> None:
+        self.store = store
+        self.chat = chat
+        self.policy = policy
+
+    async def _cached(
+        self, key: str, ttl_s: int, fetch: Callable[[], Awaitable[set[str]]], what: str
+    ) -> set[str]:
+        value = await self.store.cached(key)
+        if value is not None:
+            return set(value)
+        try:
+            members = await fetch()
+        except UpstreamError as error:
+            logger.error("cannot list %s; counting nobody: %r", what, error)
+            return set()
+        await self.store.cache(key, sorted(members), ttl_s)
+        return members
+
+    async def channel_members(self, channel_id: str) -> set[str]:
+        return await self._cached(
+            keys.channel_members(channel_id),
+            keys.CHANNEL_MEMBERS_TTL_S,
+            lambda: self.chat.channel_members(channel_id),
+            f"members of channel {channel_id}",
+        )
+
+    async def usergroup_members(self, usergroup_id: str) -> set[str]:
+        return await self._cached(
+            keys.usergroup_members(usergroup_id),
+            keys.CHANNEL_MEMBERS_TTL_S,
+            lambda: self.chat.usergroup_members(usergroup_id),
+            f"members of user group {usergroup_id}",
+        )
+
+    async def members(self, approvers: Approvers) -> set[str]:
+        """Everyone ``approvers`` names: channel members, user groups' members, users."""
+        people = set(approvers.users)
+        if approvers.channel:
+            people |= await self.channel_members(approvers.channel)
+        for usergroup in approvers.usergroups:
+            people |= await self.usergroup_members(usergroup)
+        return people
+
+    async def deciders(self, gate: Gate | None) -> set[str]:
+        """Who satisfies every requirement of ``gate`` (nobody without a gate)."""
+        if gate is None or not gate.requirements:
+            return set()
+        people = await self.members(gate.requirements[0])
+        for approvers in gate.requirements[1:]:
+            people &= await self.members(approvers)
+        return people
+
+    async def usergroups_of(self, user_id: str) -> frozenset[str]:
+        """The user groups ``user_id`` belongs to (all of the workspace's groups)."""
+        groups = await self.store.cached(keys.USERGROUPS)
+        if groups is None:
+            try:
+                fetched = await self.chat.usergroups()
+            except UpstreamError as error:
+                logger.error("cannot list user groups; assuming none: %r", error)
+                return frozenset()
+            groups = {group: sorted(users) for group, users in fetched.items()}
+            await self.store.cache(keys.USERGROUPS, groups, keys.USERGROUPS_TTL_S)
+        return frozenset(group for group, users in groups.items() if user_id in users)
+
+    async def is_admin(self, user_id: str) -> bool:
+        if user_id in self.policy.admin_users:
+            return True
+        for usergroup in self.policy.admin_usergroups:
+            if user_id in await self.usergroup_members(usergroup):
+                return True
+        return False

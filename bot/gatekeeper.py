@@ -1,0 +1,106 @@
+"""Applies the policy to real calls: overrides and grants from Redis, people from Slack.
+
+The SDK holds calls by tool name only, so every tool a rule might ask about or deny is
+registered as needing confirmation (:meth:`Gatekeeper.deferring`), and the real decision is
+taken here when the deferral arrives (:meth:`Gatekeeper.screen`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from bot.approval import Auto, ToolCall
+from bot.audit import AuditLog
+from bot.conditions import Facts
+from bot.directory import Directory
+from bot.policy import Effect, Gate, Policy
+from bot.policy_store import PolicyStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Screening:
+    """A deferral's calls after the policy: each either decided (``auto``) or for a person."""
+
+    calls: tuple[ToolCall, ...]
+    gate: Gate | None  # who decides the calls left to a person; None if none are
+    card_channel: str
+
+    @property
+    def decided_by_policy(self) -> bool:
+        return self.gate is None
+
+
+class Gatekeeper:
+    def __init__(
+        self, policy: Policy, policy_store: PolicyStore, directory: Directory, audit: AuditLog
+    ) -> None:
+        self.policy = policy
+        self.policy_store = policy_store
+        self.directory = directory
+        self.audit = audit
+
+    async def deferring(self) -> Callable[[str], bool]:
+        """Which tools the SDK must hold for the bot, with the overrides in force now."""
+        overrides = await self.policy_store.overrides()
+        return lambda tool: self.policy.defers(tool, overrides)
+
+    async def facts(self, call: ToolCall, requester_id: str, channel_id: str) -> Facts:
+        return Facts(
+            tool=call.name,
+            arguments=call.arguments,
+            requester_id=requester_id,
+            requester_is_admin=await self.directory.is_admin(requester_id),
+            requester_usergroups=await self.directory.usergroups_of(requester_id)
+            if self.policy.reads_usergroups
+            else frozenset(),
+            channel_id=channel_id,
+        )
+
+    async def screen(
+        self, calls: Sequence[ToolCall], requester_id: str, channel_id: str
+    ) -> Screening:
+        """Decide what the policy can; gather the rest behind one gate."""
+        overrides = await self.policy_store.overrides()
+        screened: list[ToolCall] = []
+        gates: list[Gate] = []
+        for call in calls:
+            facts = await self.facts(call, requester_id, channel_id)
+            verdict = self.policy.evaluate(facts, overrides, marked=call.server_side)
+            if verdict.condition_error:
+                logger.warning(
+                    "%s: condition of %s not evaluated for %s: %s",
+                    call.tool_call_id,
+                    verdict.rule,
+                    call.name,
+                    verdict.condition_error,
+                )
+            if verdict.effect is Effect.ALLOW:
+                screened.append(replace(call, auto=Auto.ALLOW, rule=verdict.rule))
+                continue
+            if verdict.effect is Effect.DENY:
+                screened.append(
+                    replace(call, auto=Auto.DENY, rule=verdict.rule, note=verdict.reason)
+                )
+                continue
+            assert verdict.gate is not None
+            if verdict.gate.grantable:
+                grant = await self.policy_store.find_grant(requester_id, call.name, call.arguments)
+                if grant is not None:
+                    screened.append(
+                        replace(call, auto=Auto.GRANT, rule=verdict.rule, note=grant.id)
+                    )
+                    continue
+            gates.append(verdict.gate)
+            note = (
+                f"condition not evaluated ({verdict.condition_error}); asking"
+                if verdict.condition_error
+                else None
+            )
+            screened.append(replace(call, rule=verdict.rule, note=note))
+        gate = Gate.combine(gates) if gates else None
+        channel = (gate.channel if gate else None) or self.policy.config.default_channel
+        return Screening(tuple(screened), gate, channel)

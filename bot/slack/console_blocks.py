@@ -1,0 +1,171 @@
+"""Block Kit for the admin surface: ``/approvals`` replies and the App Home tab. Pure builders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+)
+from slack_sdk.models.views import View
+
+from bot.approval import ApprovalRequest, Resume, Status
+from bot.console import Page
+from bot.mrkdwn import escape, split_mrkdwn
+from bot.policy import Effect, Gate, Grant, Override, Policy
+from bot.slack.blocks import (
+    MAX_MESSAGE_BLOCKS,
+    SECTION_LIMIT,
+    decision_buttons,
+    gate_text,
+    section,
+    slack_date,
+)
+
+MAX_HOME_BLOCKS: Final = 100
+
+HELP: Final = """\
+*`/approvals`* — the approval bot's controls
+• `/approvals pending`: requests waiting for a decision
+• `/approvals policy`: the rules in force, with admins' overrides
+• `/approvals grants`: live "approve for a while" grants
+*Admins only*
+• `/approvals require <tool>` / `allow <tool>`: override the rules for a tool (globs work)
+• `/approvals reset <tool>`: remove that override
+• `/approvals revoke <grant id>`: end a grant now"""
+
+
+def text_blocks(text: str, limit: int = MAX_MESSAGE_BLOCKS) -> list[Block]:
+    """Long mrkdwn as sections within Block Kit's limits."""
+    chunks = split_mrkdwn(text, SECTION_LIMIT - 100)
+    blocks: list[Block] = [section(chunk) for chunk in chunks[:limit]]
+    if len(chunks) > limit:
+        blocks[-1] = section("_…cut to fit one message._")
+    return blocks
+
+
+def _tools(names: Sequence[str]) -> str:
+    shown = ", ".join(f"`{escape(name[:100])}`" for name in names[:5])
+    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def request_line(request: ApprovalRequest) -> str:
+    """One request in a list: tools, who asked, when, where to see it."""
+    link = f" · <{request.card_link}|view>" if request.card_link else ""
+    return (
+        f"{_tools(request.tool_names)} for <@{request.requester.user_id}>, "
+        f"asked {slack_date(request.created_at)}{link}"
+    )
+
+
+# -- /approvals ------------------------------------------------------------------------------
+def pending_blocks(page: Page) -> list[Block]:
+    if not page.requests:
+        return [section(":white_check_mark: Nothing is waiting for a decision.")]
+    lines = [f"*{page.total} request{'s' if page.total != 1 else ''} waiting* (oldest first)"]
+    lines += [f"• {request_line(request)}" for request in page.requests]
+    if page.total > len(page.requests):
+        lines.append(f"_…and {page.total - len(page.requests)} more._")
+    return text_blocks("\n".join(lines))
+
+
+def _gate_summary(gate: Gate) -> str:
+    return gate_text(gate).removeprefix("*Who can decide:* ")
+
+
+def policy_blocks(policy: Policy, overrides: Sequence[Override]) -> list[Block]:
+    lines = ["*Approval policy* (rules are tried in order; the first that matches decides)"]
+    if overrides:
+        lines.append("*Overrides set by admins* (they come before the rules)")
+        lines += [
+            f"• `{escape(o.tool)}` → *{'require' if o.effect is Effect.ASK else 'allow'}* "
+            f"(<@{o.by}>, {slack_date(o.at)})"
+            for o in overrides
+        ]
+    lines.append("*Rules*" if policy.rules else "_No rules: the defaults apply._")
+    for rule in policy.rules:
+        config = rule.config
+        when = f" when `{escape(config.when)}`" if config.when else ""
+        head = f"{rule.index + 1}. {_tools(config.tools)}{when} → *{config.decision}*"
+        if rule.effect is Effect.DENY:
+            head += f": {escape(config.reason or 'not allowed')}"
+        elif rule.effect is Effect.ASK:
+            head += f": {_gate_summary(policy.gate_of(rule))}"
+        lines.append(head)
+    lines.append(f"*Defaults*: {_gate_summary(policy.defaults)}")
+    if policy.marked:
+        lines.append(f"*Tools that ask when no rule matches*: {_tools(sorted(policy.marked))}")
+    return text_blocks("\n".join(lines))
+
+
+def grants_blocks(grants: Sequence[Grant]) -> list[Block]:
+    if not grants:
+        return [section("No live grants.")]
+    lines = ["*Live grants* (the tool runs without asking until the grant ends)"]
+    for grant in grants:
+        scope = "these arguments only" if grant.arguments is not None else "any arguments"
+        lines.append(
+            f"• `{grant.id}`: `{escape(grant.tool[:100])}` for <@{grant.requester_id}> "
+            f"({scope}), granted by <@{grant.created_by}>, until {slack_date(grant.expires_at)}"
+        )
+    return text_blocks("\n".join(lines))
+
+
+# -- App Home --------------------------------------------------------------------------------
+def _outcome(request: ApprovalRequest) -> str:
+    decision = request.decision
+    if request.status is Status.PENDING:
+        return ":hourglass_flowing_sand: waiting for a decision"
+    assert decision is not None
+    who = "the policy" if decision.by_policy else f"<@{decision.user_id}>"
+    verb = "approved" if request.status is Status.APPROVED else "denied"
+    state = {
+        Resume.FAILED: " · :warning: resuming failed",
+        Resume.RUNNING: " · resuming…",
+    }.get(request.resume, "")
+    return f"{verb} by {who}{state}"
+
+
+def home_view(
+    user_id: str, actionable: Page, recent: Sequence[ApprovalRequest], is_admin: bool
+) -> View:
+    """What ``user_id`` can decide now (with the cards' buttons), then their own requests."""
+    blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text="Approvals"))]
+    if actionable.requests:
+        blocks.append(section(f"*Waiting for your decision* ({actionable.total})"))
+        for request in actionable.requests:
+            gate = f"\n{gate_text(request.gate)}" if request.gate else ""
+            blocks.append(section(request_line(request) + gate))
+            blocks.append(
+                ActionsBlock(block_id=f"home_{request.id}", elements=decision_buttons(request))
+            )
+            if len(blocks) > MAX_HOME_BLOCKS - 20:
+                break
+        if actionable.total > len(actionable.requests):
+            more = actionable.total - len(actionable.requests)
+            blocks.append(ContextBlock(elements=[_context(f"…and {more} more.")]))
+    else:
+        blocks.append(section("Nothing is waiting for your decision."))
+    blocks.append(DividerBlock())
+    blocks.append(section("*Your recent requests*"))
+    if recent:
+        lines = [f"• {request_line(request)}: {_outcome(request)}" for request in recent]
+        blocks += text_blocks("\n".join(lines), limit=MAX_HOME_BLOCKS - len(blocks) - 2)
+    else:
+        blocks.append(section("_You have not asked for anything that needed approval._"))
+    tip = "Type `/approvals` for pending requests, the policy and grants."
+    if is_admin:
+        tip += " You are an admin: `/approvals require|allow|reset <tool>`, `revoke <id>`."
+    blocks.append(ContextBlock(elements=[_context(tip)]))
+    return View(type="home", blocks=blocks[:MAX_HOME_BLOCKS])
+
+
+def _context(text: str) -> MarkdownTextObject:
+    return MarkdownTextObject(text=text, verbatim=True)
