@@ -30,6 +30,31 @@ def envelope(kind: str, user: str) -> dict[str, Any]:
     }
 
 
+def button_actions(action_id: str, value: str, *, user: str, block_id: str) -> dict[str, Any]:
+    """A ``block_actions`` payload for one button click, without its container."""
+    return {
+        **envelope("block_actions", user),
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": block_id,
+                "value": value,
+                "type": "button",
+                "action_ts": str(time.time()),
+            }
+        ],
+    }
+
+
+def _channel_name(channel: str) -> str:
+    """The ``channel_name`` Slack puts in a slash command for ``channel``."""
+    if channel.startswith("D"):
+        return "directmessage"
+    if channel.startswith("G"):
+        return "privategroup"
+    return channel.lower()
+
+
 @dataclass
 class Reply:
     status: int
@@ -43,6 +68,7 @@ class SlackSender:
         self.events_url = base_url + "/slack/events"
         self.workspace = workspace
         self.verifier = SignatureVerifier(signing_secret)
+        self.last_response_url: str | None = None
         self._ts = itertools.count(1)
 
     def next_ts(self) -> str:
@@ -139,6 +165,63 @@ class SlackSender:
         assert reply.status == 200, reply
         return ts
 
+    async def command(
+        self,
+        command: str,
+        text: str,
+        *,
+        user: str,
+        channel: str = "C0GENERAL",
+        response_url: str | None = None,
+    ) -> Reply:
+        """A slash command (e.g. ``/approvals``), form-encoded and signed as Slack sends it.
+
+        Without ``response_url`` the workspace stand-in hands out a fresh one (a placeholder
+        hooks.slack.com URL when there is no workspace); the URL used is kept in
+        ``last_response_url``.
+        """
+        if response_url is None:
+            response_url = (
+                self.workspace.new_response_url()
+                if self.workspace is not None
+                else f"https://hooks.slack.com/commands/{TEAM}/{next(_ids)}/standin"
+            )
+        self.last_response_url = response_url
+        body = urlencode(
+            {
+                "token": "legacy",
+                "team_id": TEAM,
+                "team_domain": "example",
+                "channel_id": channel,
+                "channel_name": _channel_name(channel),
+                "user_id": user,
+                "user_name": user.lower(),
+                "command": command,
+                "text": text,
+                "api_app_id": "A0APP",
+                "is_enterprise_install": "false",
+                "response_url": response_url,
+                "trigger_id": f"{next(_ids)}.trigger",
+            }
+        )
+        return await self.post(body, "application/x-www-form-urlencoded")
+
+    async def home_opened(self, user: str, *, event_id: str | None = None) -> Reply:
+        """The person opened the bot's Home tab (``app_home_opened``)."""
+        dm = self.workspace.dm_channel(user) if self.workspace is not None else "D" + user[1:]
+        event: dict[str, Any] = {
+            "type": "app_home_opened",
+            "user": user,
+            "channel": dm,
+            "tab": "home",
+            "event_ts": self.next_ts(),
+        }
+        view_id = self.workspace.home_views.get(user) if self.workspace is not None else None
+        if self.workspace is not None and view_id in self.workspace.views:
+            # like Slack, the event carries the Home view once one has been published
+            event["view"] = self.workspace.views[view_id]
+        return await self.event(event, event_id=event_id)
+
     async def interaction(self, payload: dict[str, Any]) -> Reply:
         body = urlencode({"payload": json.dumps(payload)})
         return await self.post(body, "application/x-www-form-urlencoded")
@@ -152,21 +235,31 @@ class SlackSender:
         channel: str = "C0APPROVALS",
         message_ts: str = "1700000000.000100",
     ) -> Reply:
+        """A button click on a message."""
         return await self.interaction(
             {
-                **envelope("block_actions", user),
+                **button_actions(action_id, value, user=user, block_id="approval_actions"),
                 "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
                 "channel": {"id": channel},
                 "message": {"ts": message_ts, "type": "message"},
-                "actions": [
-                    {
-                        "action_id": action_id,
-                        "block_id": "approval_actions",
-                        "value": value,
-                        "type": "button",
-                        "action_ts": str(time.time()),
-                    }
-                ],
+            }
+        )
+
+    async def home_click(
+        self, action_id: str, value: str, *, user: str, view_id: str = "V0HOME"
+    ) -> Reply:
+        """A button click on the bot's Home tab: the container is the view, not a message."""
+        return await self.interaction(
+            {
+                **button_actions(action_id, value, user=user, block_id="home_actions"),
+                "container": {"type": "view", "view_id": view_id},
+                "view": {
+                    "id": view_id,
+                    "type": "home",
+                    "callback_id": "",
+                    "private_metadata": "",
+                    "state": {"values": {}},
+                },
             }
         )
 

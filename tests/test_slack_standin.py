@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
@@ -17,6 +18,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from tests.standins.slack import SlackStandIn
 
@@ -347,3 +349,143 @@ async def test_mass_mention_in_blocks(slack: SlackStandIn, client: AsyncWebClien
     await client.chat_postMessage(channel="C1", text="deploy", blocks=blocks)
     assert len(slack.errors) == 2
     assert all("mass_mention" in e for e in slack.errors)
+
+
+async def test_usergroups_list(slack: SlackStandIn, client: AsyncWebClient) -> None:
+    slack.usergroups = {"S0MANAGERS": ["UALICE", "UBOB"], "S0OPS": []}
+    slack.usergroup_handles["S0MANAGERS"] = "managers"
+    resp = await client.usergroups_list()
+    assert resp["usergroups"] == [
+        {
+            "id": "S0MANAGERS",
+            "team_id": "T0TEAM",
+            "handle": "managers",
+            "name": "managers",
+            "is_usergroup": True,
+            "date_delete": 0,
+            "user_count": 2,
+        },
+        {
+            "id": "S0OPS",
+            "team_id": "T0TEAM",
+            "handle": "s0ops",
+            "name": "s0ops",
+            "is_usergroup": True,
+            "date_delete": 0,
+            "user_count": 0,
+        },
+    ]
+    with_users = await client.usergroups_list(include_users=True, include_disabled=True)
+    assert [g["users"] for g in with_users["usergroups"]] == [["UALICE", "UBOB"], []]
+    without = await client.usergroups_list(include_users=False, team_id="T0TEAM")
+    assert all("users" not in g for g in without["usergroups"])
+    # POST works too, like the other read methods.
+    posted = await client.api_call("usergroups.list", json={"include_users": True})
+    assert posted["usergroups"][0]["users"] == ["UALICE", "UBOB"]
+    assert slack.calls_to("usergroups.list")[1]["include_users"] == "1"
+    assert slack.errors == []
+
+
+async def post_json(url: str, body: Any) -> tuple[int, str, str]:
+    """POST ``body`` as JSON; returns (status, content type, text)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, json=body) as response,
+    ):
+        return response.status, response.content_type, await response.text()
+
+
+async def test_response_url_accepted_and_recorded(slack: SlackStandIn) -> None:
+    url = slack.new_response_url()
+    assert url.startswith(slack.url + "response/")
+    assert slack.new_response_url() != url
+    body = {"text": "Approved", "response_type": "in_channel", "replace_original": True}
+    assert await post_json(url, body) == (200, "text/plain", "ok")
+    token = url.rsplit("/", 1)[1]
+    assert slack.responses == [{**body, "response_token": token}]
+    assert await slack.wait_for_response(lambda r: r["text"] == "Approved", timeout=0.1) == {
+        **body,
+        "response_token": token,
+    }
+    # Deleting the original needs no text, like Slack.
+    assert await post_json(url, {"delete_original": True}) == (200, "text/plain", "ok")
+    assert len(slack.responses) == 2
+    assert slack.errors == []
+
+
+async def test_response_url_invalid_blocks_and_no_text(slack: SlackStandIn) -> None:
+    url = slack.new_response_url()
+    too_many = {"text": "t", "blocks": [{"type": "divider"}] * 51}
+    assert await post_json(url, too_many) == (400, "text/plain", "invalid_blocks")
+    assert any("response_url: invalid_blocks" in e and "51 blocks" in e for e in slack.errors)
+    long_section = {"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}]}
+    assert (await post_json(url, long_section))[0] == 400
+    assert any("3000" in e for e in slack.errors)
+    assert await post_json(url, {"response_type": "ephemeral"}) == (400, "text/plain", "no_text")
+    assert slack.errors[-1] == "response_url: no_text: neither text nor blocks/attachments given"
+    # Rejected posts are recorded too, like failed calls.
+    assert len(slack.responses) == 3
+    errors = len(slack.errors)
+    assert (await post_json(url, ["not", "an", "object"]))[2] == "invalid_payload"
+    assert len(slack.errors) == errors + 1 and len(slack.responses) == 3
+
+
+async def test_response_url_mass_mention_recorded_but_ok(slack: SlackStandIn) -> None:
+    url = slack.new_response_url()
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "<!channel> approved"}}]
+    assert (await post_json(url, {"text": "approved", "blocks": blocks}))[0] == 200
+    assert len(slack.errors) == 1
+    assert slack.errors[0].startswith("response_url: mass_mention")
+
+
+async def test_response_url_unknown_token(slack: SlackStandIn) -> None:
+    slack.new_response_url()
+    assert await post_json(slack.url + "response/made-up", {"text": "hi"}) == (
+        404,
+        "text/plain",
+        "no_such_url",
+    )
+    assert slack.responses == []
+    assert len(slack.errors) == 1 and "no_such_url" in slack.errors[0]
+    with pytest.raises(AssertionError, match="no_such_url"):
+        await slack.wait_for_response(timeout=0.1)
+
+
+async def test_response_url_with_webhook_client(slack: SlackStandIn) -> None:
+    webhook = AsyncWebhookClient(slack.new_response_url())
+
+    async def later() -> None:
+        await asyncio.sleep(0.05)
+        resp = await webhook.send(text="first", response_type="ephemeral")
+        assert (resp.status_code, resp.body) == (200, "ok")
+        resp = await webhook.send(
+            text="Deploy?", blocks=card_blocks(), response_type="in_channel", replace_original=True
+        )
+        assert (resp.status_code, resp.body) == (200, "ok")
+
+    task = asyncio.create_task(later())
+    found = await slack.wait_for_response(lambda r: r["response_type"] == "in_channel")
+    await task
+    assert found["replace_original"] is True
+    assert found["blocks"][1]["elements"][0]["action_id"] == "approve"
+    assert [r["text"] for r in slack.responses] == ["first", "Deploy?"]
+    assert slack.errors == []
+
+    resp = await webhook.send(blocks=[{"type": "sectoin"}])
+    assert (resp.status_code, resp.body) == (400, "invalid_blocks")
+    assert len(slack.errors) == 1
+
+
+async def test_response_url_fault(slack: SlackStandIn) -> None:
+    url = slack.new_response_url()
+    slack.fail_next("response_url", status=500)
+    assert await post_json(url, {"text": "hi"}) == (500, "text/plain", "fatal_error")
+    assert await post_json(url, {"text": "hi"}) == (200, "text/plain", "ok")
+    assert len(slack.responses) == 2
+    assert slack.errors == []
+
+
+async def test_wait_for_response_timeout_lists_posts(slack: SlackStandIn) -> None:
+    await post_json(slack.new_response_url(), {"text": "something else"})
+    with pytest.raises(AssertionError, match="something else"):
+        await slack.wait_for_response(lambda r: r["text"] == "wanted", timeout=0.1)

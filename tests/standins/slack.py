@@ -15,6 +15,10 @@ Usage::
         client = AsyncWebClient(token=slack.token, base_url=slack.api_url)
         await client.chat_postMessage(channel="C1", text="hi")
         args = await slack.wait_for("chat.postMessage")
+
+It also plays Slack's ``response_url`` endpoints (``hooks.slack.com/commands/...``):
+``slack.new_response_url()`` hands out a URL on the stand-in, and what the bot posts there
+is validated like ``chat.postMessage`` and recorded in ``slack.responses``.
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ import copy
 import itertools
 import json
 import re
+import secrets
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from slack_sdk.models.blocks import Block
@@ -40,6 +45,7 @@ __all__ = ["SlackCall", "SlackStandIn"]
 
 JSON = dict[str, Any]
 Predicate = Callable[[JSON], bool]
+_T = TypeVar("_T")
 
 MAX_MESSAGE_BLOCKS = 50
 MAX_VIEW_BLOCKS = 100
@@ -110,12 +116,17 @@ class SlackStandIn:
     * ``members``: channel id -> member user ids (``conversations.members``; also used by
       ``chat.postEphemeral`` to answer ``user_not_in_channel``).
     * ``users``: user id -> fields overlaid on the default ``users.info`` profile.
-    * ``usergroups``: usergroup id -> user ids (``usergroups.users.list``).
+    * ``usergroups``: usergroup id -> user ids (``usergroups.users.list``,
+      ``usergroups.list``).
+    * ``usergroup_handles``: usergroup id -> handle (the ``@handle`` in ``usergroups.list``;
+      a group without an entry gets its id lowercased).
     * ``channels``: channel id -> fields overlaid on the default ``conversations.info``.
     * ``socket_url``: the URL ``apps.connections.open`` hands out (None -> error).
 
     Recorded state: ``calls``, ``errors``, ``messages`` ((channel, ts) -> current message),
-    ``views`` (view id -> current view) and ``home_views`` (user id -> view id).
+    ``views`` (view id -> current view), ``home_views`` (user id -> view id) and
+    ``responses`` (every JSON body posted to a URL from ``new_response_url()``, in order,
+    plus a ``"response_token"`` key naming the URL; rejected posts included).
     """
 
     def __init__(
@@ -144,6 +155,7 @@ class SlackStandIn:
         self.members: dict[str, list[str]] = {}
         self.users: dict[str, JSON] = {}
         self.usergroups: dict[str, list[str]] = {}
+        self.usergroup_handles: dict[str, str] = {}
         self.channels: dict[str, JSON] = {}
 
         self.calls: list[SlackCall] = []
@@ -151,7 +163,9 @@ class SlackStandIn:
         self.messages: dict[tuple[str, str], JSON] = {}
         self.views: dict[str, JSON] = {}
         self.home_views: dict[str, str] = {}
+        self.responses: list[JSON] = []
 
+        self._response_tokens: set[str] = set()
         self._faults: dict[str, list[_Fault]] = {}
         self._ts_counter = itertools.count(1)
         self._id_counter = itertools.count(1)
@@ -172,6 +186,7 @@ class SlackStandIn:
             "conversations.info": self._conversations_info,
             "users.info": self._users_info,
             "usergroups.users.list": self._usergroups_users_list,
+            "usergroups.list": self._usergroups_list,
             "reactions.add": self._reactions_add,
             "reactions.remove": self._reactions_remove,
             "apps.connections.open": self._apps_connections_open,
@@ -185,6 +200,7 @@ class SlackStandIn:
             return
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
+        app.router.add_post("/response/{token}", self._handle_response)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -252,23 +268,83 @@ class SlackStandIn:
         predicate raising ``LookupError``/``TypeError`` counts as "no match".
         Returns the call's args; raises ``AssertionError`` listing all calls on timeout.
         """
-        checked = 0
         try:
-            async with asyncio.timeout(timeout):
-                async with self._cond:
-                    while True:
-                        checked = min(checked, len(self.calls))
-                        while checked < len(self.calls):
-                            call = self.calls[checked]
-                            checked += 1
-                            if call.method == method and _matches(predicate, call.args):
-                                return call.args
-                        await self._cond.wait()
+            call = await self._first_recorded(
+                lambda: self.calls,
+                lambda c: c.method == method and _matches(predicate, c.args),
+                timeout,
+            )
         except TimeoutError:
             raise AssertionError(
                 f"no call to {method} matching the predicate within {timeout}s; "
                 f"recorded calls:\n{self.describe_calls()}"
             ) from None
+        return call.args
+
+    def new_response_url(self) -> str:
+        """A fresh ``response_url`` on the stand-in, like Slack's ``hooks.slack.com/commands/...``.
+
+        JSON posted there is validated like ``chat.postMessage`` and recorded in
+        ``responses`` (see ``wait_for_response``). Posting to any other ``/response/...`` URL
+        answers 404 ``no_such_url`` and records an error.
+        """
+        token = f"{next(self._id_counter)}x{secrets.token_hex(8)}"
+        self._response_tokens.add(token)
+        return f"{self.url}response/{token}"
+
+    async def wait_for_response(
+        self, predicate: Predicate | None = None, timeout: float = 5.0
+    ) -> JSON:
+        """Wait until a post to a response URL whose body matches ``predicate`` is recorded.
+
+        Works like ``wait_for``: already-recorded posts are checked first, and a predicate
+        raising ``LookupError``/``TypeError`` counts as "no match". Posts the stand-in
+        rejected (400 ``invalid_blocks``/``no_text``, injected faults) are recorded and can
+        match too, like failed calls in ``wait_for``; their problems are in ``errors``.
+        Returns the recorded dict (the JSON body plus ``"response_token"``); raises
+        ``AssertionError`` listing the recorded posts and the response URL errors on timeout.
+        """
+        wanted = predicate or _always
+        try:
+            return await self._first_recorded(
+                lambda: self.responses, lambda r: _matches(wanted, r), timeout
+            )
+        except TimeoutError:
+            raise AssertionError(
+                f"no response_url post matching the predicate within {timeout}s; "
+                f"recorded posts:\n{self.describe_responses()}"
+            ) from None
+
+    def describe_responses(self) -> str:
+        """A readable listing of the response URL posts and their errors (for assertions)."""
+        lines = [
+            f"  {i}: {_shorten(json.dumps(r, default=str))}" for i, r in enumerate(self.responses)
+        ] or ["  (none)"]
+        errors = [e for e in self.errors if e.startswith("response_url:")]
+        if errors:
+            lines.append("response_url errors:")
+            lines.extend(f"  {e}" for e in errors)
+        return "\n".join(lines)
+
+    async def _first_recorded(
+        self, records: Callable[[], list[_T]], match: Callable[[_T], bool], timeout: float
+    ) -> _T:
+        """The first of ``records()`` that satisfies ``match``, waiting for new ones.
+
+        Raises ``TimeoutError`` after ``timeout`` seconds.
+        """
+        checked = 0
+        async with asyncio.timeout(timeout):
+            async with self._cond:
+                while True:
+                    items = records()
+                    checked = min(checked, len(items))
+                    while checked < len(items):
+                        item = items[checked]
+                        checked += 1
+                        if match(item):
+                            return item
+                    await self._cond.wait()
 
     def describe_calls(self) -> str:
         """A readable listing of the recorded calls (for assertion messages)."""
@@ -277,9 +353,7 @@ class SlackStandIn:
         lines = []
         for i, c in enumerate(self.calls):
             outcome = "ok" if c.ok else f"{c.status} {c.response.get('error')}"
-            args = json.dumps(c.args, default=str)
-            if len(args) > 300:
-                args = args[:300] + "..."
+            args = _shorten(json.dumps(c.args, default=str))
             lines.append(f"  {i}: {c.method} -> {outcome} {args}")
         return "\n".join(lines)
 
@@ -299,6 +373,10 @@ class SlackStandIn:
         for 429, ``fatal_error`` otherwise, unless ``error`` is given). A 429 always carries
         ``Retry-After`` (``retry_after``, default 1). Failed calls are recorded but change no
         state and are not validated.
+
+        ``method="response_url"`` makes the next posts to response URLs fail instead: they
+        are answered with ``status`` (give one, e.g. 500 or 429) and the error code as a
+        ``text/plain`` body, and are recorded in ``responses`` without validation.
         """
         if count < 1:
             raise ValueError("count must be >= 1")
@@ -346,6 +424,43 @@ class SlackStandIn:
             return 200, {"ok": True, **handler(args)}
         except _ApiError as err:
             return 200, {"ok": False, "error": err.code, **err.extra}
+
+    async def _handle_response(self, request: web.Request) -> web.Response:
+        """``POST /response/{token}``: a message posted to a response URL, answered like Slack."""
+        token = request.match_info["token"]
+        if token not in self._response_tokens:
+            self.errors.append(
+                f"response_url: no_such_url: POST to {request.path}, a response URL the "
+                "stand-in never handed out"
+            )
+            return web.Response(status=404, text="no_such_url")
+        body = await _decode_response_body(request)
+        if body is None:
+            self.errors.append("response_url: invalid_payload: the body is not a JSON object")
+            return web.Response(status=400, text="invalid_payload")
+        headers: dict[str, str] = {}
+        try:
+            status, text = self._respond_to_response_url(body, headers)
+        except Exception as exc:  # a bug in the stand-in itself: make it loud
+            self.errors.append(f"response_url: stand-in internal error: {exc!r}")
+            status, text = 500, "internal_error"
+        self.responses.append({**copy.deepcopy(body), "response_token": token})
+        async with self._cond:
+            self._cond.notify_all()
+        return web.Response(status=status, text=text, headers=headers)
+
+    def _respond_to_response_url(self, body: JSON, headers: dict[str, str]) -> tuple[int, str]:
+        fault = self._take_fault("response_url")
+        if fault is not None:
+            status, answer = self._fault_response(fault, headers)
+            return status, str(answer["error"])
+        # Like chat.postMessage, except that deleting the original needs no content.
+        require_content = not _truthy(body.get("delete_original"))
+        try:
+            self._validate_message("response_url", body, require_content=require_content)
+        except _ApiError as err:
+            return 400, err.code
+        return 200, "ok"
 
     def _take_fault(self, method: str) -> _Fault | None:
         queue = self._faults.get(method)
@@ -671,6 +786,26 @@ class SlackStandIn:
             raise _ApiError("no_such_subteam")
         return {"users": list(self.usergroups[group])}
 
+    def _usergroups_list(self, args: JSON) -> JSON:
+        # Every group is enabled, so include_disabled changes nothing; team_id is accepted.
+        include_users = _truthy(args.get("include_users"))
+        groups: list[JSON] = []
+        for group_id, users in self.usergroups.items():
+            handle = self.usergroup_handles.get(group_id, group_id.lower())
+            group: JSON = {
+                "id": group_id,
+                "team_id": self.team_id,
+                "handle": handle,
+                "name": handle,
+                "is_usergroup": True,
+                "date_delete": 0,
+                "user_count": len(users),
+            }
+            if include_users:
+                group["users"] = list(users)
+            groups.append(group)
+        return {"usergroups": groups}
+
     def _reaction_target(self, args: JSON) -> tuple[JSON, str]:
         name = args.get("name")
         if not isinstance(name, str) or not name:
@@ -742,6 +877,21 @@ async def _decode_request(request: web.Request) -> tuple[JSON, bool]:
     return args, bad_body
 
 
+async def _decode_response_body(request: web.Request) -> JSON | None:
+    """The JSON object posted to a response URL (raw JSON, or a form's ``payload`` field)."""
+    if request.content_type == "application/x-www-form-urlencoded":
+        raw = (await request.post()).get("payload")
+    else:
+        raw = await request.text()
+    if not isinstance(raw, str):
+        return None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
 def _token_of(request: web.Request, args: JSON) -> str | None:
     body_token = args.pop("token", None)
     auth = request.headers.get("Authorization", "")
@@ -764,6 +914,10 @@ def _decode_cursor(cursor: Any) -> int:
         return int(number)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise _ApiError("invalid_cursor") from None
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _matches(predicate: Predicate, args: JSON) -> bool:
