@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-CALLS: list[tuple[str, dict[str, str]]] = []
+CALLS: list[tuple[str, dict[str, object]]] = []
 
 
 def get_weather(city: str) -> str:
@@ -36,7 +36,28 @@ def send_note(text: str) -> str:
     return "sent"
 
 
-def runs_of(name: str) -> list[dict[str, str]]:
+def buy(item: str, price: float) -> str:
+    """Buy something for the team.
+
+    Args:
+        item: What to buy.
+        price: The price in euros.
+    """
+    CALLS.append(("buy", {"item": item, "price": price}))
+    return f"Bought {item} for {price:g} EUR"
+
+
+def delete_note(note_id: str) -> str:
+    """Delete a note.
+
+    Args:
+        note_id: The note's id.
+    """
+    CALLS.append(("delete_note", {"note_id": note_id}))
+    return "deleted"
+
+
+def runs_of(name: str) -> list[dict[str, object]]:
     return [arguments for tool, arguments in CALLS if tool == name]
 
 
