@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
+from bot import policy_cli
 from bot.config import BotConfig, load_config
 from bot.errors import ConfigError
 from bot.services import Services, open_services
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("socket", help="Socket Mode: connect out to Slack (needs SLACK_APP_TOKEN)")
     check = commands.add_parser("check", help="validate the config file and its tools, then exit")
     check.add_argument("file", nargs="?", type=Path, help="config file (default: $BOT_CONFIG)")
+    policy_cli.add_parser(commands)
     return parser
 
 
@@ -96,8 +98,19 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
+def _policy(args: argparse.Namespace) -> int:
+    try:
+        return policy_cli.run(args, load)
+    except ConfigError as error:
+        print(error.render(), file=sys.stderr)
+        return EXIT_CONFIG
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command ``argv`` names (default: the process's arguments); the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "policy":
+        return _policy(args)
     mode: Mode = args.command
     try:
         settings, config, tools = load(mode, getattr(args, "file", None))

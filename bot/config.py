@@ -152,17 +152,24 @@ class PolicyConfig(_Section):
 
     @model_validator(mode="after")
     def _quorum_reachable(self) -> PolicyConfig:
+        _check_quorum("defaults", self.defaults.approvers, self.defaults.quorum)
         for index, rule in enumerate(self.rules):
-            approvers = rule.approvers or self.defaults.approvers
-            quorum = rule.quorum or self.defaults.quorum
-            if approvers and not (approvers.channel or approvers.usergroups):
-                named = len(set(approvers.users))
-                if named < quorum:
-                    raise ValueError(
-                        f"rules.{index} needs {quorum} approvals but names only {named} "
-                        "approver(s); fix: lower its quorum or add approvers"
-                    )
+            if rule.decision == "ask" and (rule.approvers or rule.quorum):
+                approvers = rule.approvers or self.defaults.approvers
+                _check_quorum(f"rules.{index}", approvers, rule.quorum or self.defaults.quorum)
         return self
+
+
+def _check_quorum(where: str, approvers: ApproversConfig | None, quorum: int) -> None:
+    """Only named users are countable; a channel or a user group may always hold enough."""
+    if approvers is None or approvers.channel or approvers.usergroups:
+        return
+    named = len(set(approvers.users))
+    if named < quorum:
+        raise ValueError(
+            f"{where} needs {quorum} approvals but names only {named} approver(s); "
+            "fix: lower its quorum or add approvers"
+        )
 
 
 class FunctionToolConfig(_Section):

@@ -223,7 +223,11 @@ class Policy:
     @property
     def reads_usergroups(self) -> bool:
         """Whether a condition reads the requester's user groups (worth a lookup)."""
-        return any(r.config.when and "requester.usergroups" in r.config.when for r in self.rules)
+        # CEL allows spaces around the dot; compare without any whitespace
+        return any(
+            r.config.when and "requester.usergroups" in "".join(r.config.when.split())
+            for r in self.rules
+        )
 
     # -- who --------------------------------------------------------------------------------
     @property

@@ -275,3 +275,292 @@ def test_the_shipped_example_loads_and_its_tools_import() -> None:
         ("book_flight", True),
     ]
     assert config.approvals.allow_self_approval is False
+
+
+# -- admins and policy ------------------------------------------------------------------------
+
+#: Lines 1-3: model and approvals; the policy starts on line 4.
+HEAD = "model: m\napprovals:\n  channel: C0APPROVALS\n"
+
+
+def rules(*lines: str) -> str:
+    """``policy.rules`` whose first rule's ``tools`` is on line 6 and the next lines below."""
+    body = "".join(f"{line}\n" for line in lines)
+    return f"{HEAD}policy:\n  rules:\n    - tools: [book_flight]\n{body}"
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "fragments"),
+    [
+        pytest.param(
+            rules("      when: args.price >"),
+            "policy.rules.0.when (line 7): ",
+            ("invalid expression 'args.price >'", "Syntax error", "fix: see bot.example.yml"),
+            id="when-syntax",
+        ),
+        pytest.param(
+            rules("      when: budget > 1"),
+            "policy.rules.0.when (line 7): ",
+            ("invalid expression 'budget > 1'", "undeclared reference to 'budget'", "fix: "),
+            id="when-unknown-name",
+        ),
+        pytest.param(
+            rules("      when: args.price + 1"),
+            "policy.rules.0.when (line 7): ",
+            ("invalid expression 'args.price + 1'", "gives an int, not true or false", "fix: "),
+            id="when-not-boolean",
+        ),
+        pytest.param(
+            rules("      decision: maybe"),
+            "policy.rules.0.decision (line 7): ",
+            ("'ask', 'allow' or 'deny'", "fix: use one of the values listed"),
+            id="decision-maybe",
+        ),
+        pytest.param(
+            rules("      reason: Not now."),
+            "policy.rules.0 (line 6): ",
+            ("reason is only read with decision: deny", "fix: remove it or set decision: deny"),
+            id="reason-with-ask",
+        ),
+        pytest.param(
+            rules("      decision: allow", "      approvers: {users: [U0ABC]}", "      quorum: 2"),
+            "policy.rules.0 (line 6): ",
+            ("approvers, quorum only apply to decision: ask", "fix: remove them or set decision"),
+            id="approvers-quorum-with-allow",
+        ),
+        pytest.param(
+            rules("      approvers: {}"),
+            "policy.rules.0.approvers (line 7): ",
+            ("names nobody", "fix: give a channel, usergroups or users"),
+            id="empty-approvers",
+        ),
+        pytest.param(
+            f"{HEAD}admins:\n  users: [alice]\n",
+            "admins.users.0 (line 5): ",
+            ("fix: use the form described in bot.example.yml", "U0123ABCDE", "Copy member ID"),
+            id="admin-user-id",
+        ),
+        pytest.param(
+            f"{HEAD}admins:\n  usergroups:\n    - S0GOOD\n    - finance\n",
+            "admins.usergroups.1 (line 7): ",
+            ("fix: use the form described in bot.example.yml", "S0123ABCDE", "usergroups.list"),
+            id="admin-usergroup-id",
+        ),
+        pytest.param(
+            rules("      approvers:", "        users: [U0GOOD, bob]"),
+            "policy.rules.0.approvers.users.1 (line 8): ",
+            ("fix: use the form described in bot.example.yml", "Copy member ID"),
+            id="approver-user-id",
+        ),
+        pytest.param(
+            rules("      approvers:", "        usergroups: [finance]"),
+            "policy.rules.0.approvers.usergroups.0 (line 8): ",
+            ("fix: use the form described in bot.example.yml", "a user group id"),
+            id="approver-usergroup-id",
+        ),
+        pytest.param(
+            rules("      quorum: 0"),
+            "policy.rules.0.quorum (line 7): ",
+            ("greater than or equal to 1", "fix: use a larger number"),
+            id="quorum-0",
+        ),
+        pytest.param(
+            rules("      quorum: 11"),
+            "policy.rules.0.quorum (line 7): ",
+            ("less than or equal to 10", "fix: use a smaller number"),
+            id="quorum-11",
+        ),
+        pytest.param(
+            f"{HEAD}policy:\n  defaults:\n    quorum: 0\n",
+            "policy.defaults.quorum (line 6): ",
+            ("greater than or equal to 1", "fix: use a larger number"),
+            id="defaults-quorum-0",
+        ),
+        pytest.param(
+            rules("      approvers:", "        users: [U0ONE, U0TWO]", "      quorum: 3"),
+            "policy (line 5): ",
+            (
+                "rules.0 needs 3 approvals but names only 2 approver(s)",
+                "fix: lower its quorum or add approvers",
+            ),
+            id="quorum-unreachable",
+        ),
+        pytest.param(
+            rules("      grant_durations: [forever]"),
+            "policy.rules.0.grant_durations.0 (line 7): ",
+            ("'forever' is not a duration", "fix: write it like 30m, 1h, 8h or 7d"),
+            id="duration-forever",
+        ),
+        pytest.param(
+            rules("      grant_durations: [10s]"),
+            "policy.rules.0.grant_durations.0 (line 7): ",
+            ("'10s' is out of range", "fix: use between 1m and 30d"),
+            id="duration-10s",
+        ),
+        pytest.param(
+            rules("      grant_durations: [31d]"),
+            "policy.rules.0.grant_durations.0 (line 7): ",
+            ("'31d' is out of range", "fix: use between 1m and 30d"),
+            id="duration-31d",
+        ),
+        pytest.param(
+            f"{HEAD}policy:\n  defaults:\n    grant_durations:\n      - 1h\n      - 2 weeks\n",
+            "policy.defaults.grant_durations.1 (line 8): ",
+            ("'2 weeks' is not a duration", "fix: write it like"),
+            id="defaults-duration",
+        ),
+        pytest.param(
+            f"{HEAD}policy:\n  rules:\n    - tools: []\n",
+            "policy.rules.0.tools (line 6): ",
+            ("at least 1 item", "fix: add at least one entry"),
+            id="tools-empty",
+        ),
+        pytest.param(
+            f"{HEAD}policy:\n  rules:\n    - decision: deny\n",
+            "policy.rules.0.tools (line 6): ",
+            ("Field required", "fix: add it"),
+            id="tools-missing",
+        ),
+        pytest.param(
+            rules("      wen: args.price > 500"),
+            "policy.rules.0.wen (line 7): ",
+            ("fix: remove it or fix its spelling",),
+            id="misspelt-when",
+        ),
+    ],
+)
+def test_policy_problem_names_field_line_and_fix(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    text: str,
+    start: str,
+    fragments: tuple[str, ...],
+) -> None:
+    path = write(tmp_path, text)
+    error = config_error(path)
+    assert error.source == str(path)
+    [problem] = error.problems
+    assert problem.startswith(start), problem
+    for fragment in fragments:
+        assert fragment in problem, problem
+    assert_start_up_stops(path, capsys, start.rstrip(": "), *fragments)
+
+
+def test_a_valid_policy_loads(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        rules(
+            "      name: expensive flights",
+            "      when: \"args.price > 500 && !('S0FIN' in requester.usergroups)\"",
+            "      approvers:",
+            "        usergroups: [S0FIN]",
+            "        users: [U0ONE, W0TWO]",
+            "      quorum: 2",
+            "      allow_self_approval: false",
+            "      grant_durations: [30m, 8h, 30d]",
+            "      grant_same_arguments: true",
+            "    - tools: ['delete_*']",
+            "      decision: deny",
+            "      reason: Ask IT.",
+            "    - tools: ['get_*']",
+            "      decision: allow",
+        ),
+    )
+    config = load_config(path)
+    first, second, third = config.policy.rules
+    assert first.when == "args.price > 500 && !('S0FIN' in requester.usergroups)"
+    assert first.quorum == 2
+    assert first.grant_durations == ["30m", "8h", "30d"]
+    assert (second.decision, second.reason) == ("deny", "Ask IT.")
+    assert third.decision == "allow"
+    assert config.policy.defaults.grant_durations == ["1h"]
+
+
+def test_no_approvals_section_but_a_default_approvers_channel_is_valid(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "model: m\npolicy:\n  defaults:\n    approvers:\n      channel: C0CARDS\n",
+    )
+    config = load_config(path)
+    assert config.approvals is None
+    assert config.default_channel == "C0CARDS"
+
+
+def test_the_default_approvers_channel_is_preferred_for_cards(tmp_path: Path) -> None:
+    path = write(tmp_path, f"{HEAD}policy:\n  defaults:\n    approvers:\n      channel: C0CARDS\n")
+    assert load_config(path).default_channel == "C0CARDS"
+    assert load_config(write(tmp_path, HEAD, "plain.yml")).default_channel == "C0APPROVALS"
+
+
+def test_neither_approvals_nor_a_default_channel(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path,
+        "model: m\npolicy:\n  defaults:\n    approvers:\n      users: [U0ONE]\n",
+    )
+    [problem] = config_error(path).problems
+    assert problem.startswith("(top level) (line 1): no approvals channel")
+    assert "fix: add approvals: {channel: C…}" in problem
+    assert "policy: {defaults: {approvers: {channel: C…}}}" in problem
+    assert_start_up_stops(path, capsys, "no approvals channel")
+
+
+def test_several_policy_problems_are_reported_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path,
+        f"{HEAD}"  # 1-3
+        "admins:\n"  # 4
+        "  users: [alice]\n"  # 5: not a user id
+        "policy:\n"  # 6
+        "  rules:\n"  # 7
+        "    - tools: []\n"  # 8: empty
+        "    - tools: [x]\n"  # 9
+        "      decision: maybe\n"  # 10: not a decision
+        "    - tools: [y]\n"  # 11
+        "      quorum: 0\n"  # 12: too small
+        "      grant_durations: [forever]\n"  # 13: not a duration
+        "    - tools: [z]\n"  # 14
+        "      when: nope == 1\n",  # 15: unknown name
+    )
+    error = config_error(path)
+    starts = sorted(problem.split(": ", 1)[0] for problem in error.problems)
+    assert starts == [
+        "admins.users.0 (line 5)",
+        "policy.rules.0.tools (line 8)",
+        "policy.rules.1.decision (line 10)",
+        "policy.rules.2.grant_durations.0 (line 13)",
+        "policy.rules.2.quorum (line 12)",
+        "policy.rules.3.when (line 15)",
+    ]
+    assert all("fix: " in problem for problem in error.problems)
+    assert_start_up_stops(path, capsys, *(f"  - {problem}" for problem in error.problems))
+
+
+def test_an_unreachable_default_quorum_is_an_error(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f"{HEAD}policy:\n  defaults:\n    approvers:\n      users: [U0ONE, U0TWO]\n    quorum: 3\n",
+    )
+    [problem] = config_error(path).problems
+    assert "needs 3 approvals but names only 2" in problem
+    assert "fix: " in problem
+
+
+def test_an_unreachable_default_quorum_is_not_blamed_on_a_deny_rule(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f"{HEAD}policy:\n"  # 4
+        "  defaults:\n"  # 5
+        "    approvers:\n"  # 6
+        "      users: [U0ONE, U0TWO]\n"  # 7
+        "    quorum: 3\n"  # 8
+        "  rules:\n"  # 9
+        "    - tools: [rm]\n"  # 10
+        "      decision: deny\n",  # 11
+    )
+    [problem] = config_error(path).problems
+    assert "rules.0" not in problem
+    assert "defaults" in problem
