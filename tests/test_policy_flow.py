@@ -24,7 +24,13 @@ from tests.conftest import (
     all_text,
     button_value,
 )
-from tests.standins.mistral import Entry, ModelTurn, function_call, message
+from tests.standins.mistral import (
+    Entry,
+    ModelTurn,
+    function_call,
+    message,
+    travel_agent_script,
+)
 from tests.standins.slack import SlackStandIn
 
 ADMIN = "UADMIN"
@@ -80,6 +86,8 @@ def office_script(turn: ModelTurn) -> list[Entry]:
     results = turn.function_results()
     if results:
         return [message("Done: " + "; ".join(str(r.get("result", "")) for r in results))]
+    if turn.tool_confirmations:
+        return travel_agent_script(turn)  # "Done: <tool> allowed|denied"
     text = turn.last_user_text() or ""
     if found := re.search(r"buy (\w+) for (\d+)", text):
         return [function_call("buy", {"item": found.group(1), "price": int(found.group(2))})]
@@ -87,6 +95,9 @@ def office_script(turn: ModelTurn) -> list[Entry]:
         return [function_call("delete_note", {"note_id": found.group(1)})]
     if found := re.search(r"note: (.+)", text):
         return [function_call("send_note", {"text": found.group(1)})]
+    if found := re.search(r"(search|delete) mail (\w+)", text):
+        name = "gmail_search" if found.group(1) == "search" else "delete_mail"
+        return [function_call(name, {"q": found.group(2)}, confirmation_status="pending")]
     if found := re.search(r"weather in (\w+)", text):
         return [function_call("get_weather", {"city": found.group(1)})]
     return [message("You said: " + text)]
@@ -176,6 +187,18 @@ async def test_a_glob_allow_rule_runs_the_tool_without_asking(bot: BotUnderTest)
     assert cards(bot) == []
 
 
+async def test_a_model_that_keeps_calling_a_denied_tool_is_stopped(bot: BotUnderTest) -> None:
+    bot.mistral.script = lambda turn: [function_call("delete_note", {"note_id": "N1"})]
+    ts = await bot.send.mention("delete note N1")
+    stopped = await bot.slack.wait_for("chat.update", lambda a: "8 rounds" in all_text(a))
+    assert stopped["channel"] == "C0GENERAL"
+    await bot.settled()
+    assert agent_tools.runs_of("delete_note") == []
+    assert len(function_results(bot)) == 8
+    thread = keys.thread(f"T0TEAM:C0GENERAL:{ts}")
+    assert await bot.redis.hget(thread, "state") == "idle"
+
+
 async def test_a_deny_rule_rejects_at_once_and_the_model_reads_the_reason(
     bot: BotUnderTest,
 ) -> None:
@@ -192,6 +215,33 @@ async def test_a_deny_rule_rejects_at_once_and_the_model_reads_the_reason(
     assert DENY_REASON in all_text(note)
     [denied] = [e for e in await audit_events(bot) if e["event"] == "auto_denied"]
     assert denied["tool"] == "delete_note" and denied["detail"] == DENY_REASON
+
+
+def confirmations(bot: BotUnderTest) -> list[dict[str, Any]]:
+    """Every tool confirmation (server-side calls) the bot sent to Mistral."""
+    return [
+        confirmation
+        for request in bot.mistral.requests
+        for confirmation in (request.body or {}).get("tool_confirmations") or []
+    ]
+
+
+async def test_a_server_side_call_no_rule_names_asks_the_default_approvers(
+    bot: BotUnderTest,
+) -> None:
+    await bot.send.mention("search mail invoices")
+    card = await bot.card()
+    assert "`gmail_search` (server-side tool)" in all_text(card)
+    await bot.send.click("approval_approve", button_value(card, "approval_approve"), user=MANAGER)
+    await answer(bot, "Done: gmail_search allowed")
+    assert [c["confirmation"] for c in confirmations(bot)] == ["allow"]
+
+
+async def test_a_deny_rule_rejects_a_server_side_call_without_a_card(bot: BotUnderTest) -> None:
+    await bot.send.mention("delete mail everything")
+    await answer(bot, "Done: delete_mail denied")
+    assert cards(bot) == []
+    assert [c["confirmation"] for c in confirmations(bot)] == ["deny"]
 
 
 # -- quorum ----------------------------------------------------------------------------------

@@ -119,7 +119,8 @@ def queued_text(busy_state: str, position: int) -> str:
 
 # -- approval cards ----------------------------------------------------------------------------
 def _tools_title(request: ApprovalRequest) -> str:
-    names = request.tool_names
+    # the calls a person decides; those the policy decided are listed on the card below
+    names = [call.name for call in request.asked_calls] or request.tool_names
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     return f"Approval needed: {shown}"[:150]
 
