@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from slack_sdk.models.views import View
 
 from bot.approval import (
     ApprovalRequest,
+    Auto,
     Decision,
     MessageRef,
     Requester,
@@ -24,6 +26,7 @@ from bot.approval import (
     Status,
     ThreadRef,
     ToolCall,
+    Vote,
 )
 from bot.policy import Approvers, Gate
 from bot.slack import blocks
@@ -414,3 +417,307 @@ def test_awaiting_text_links_the_card() -> None:
     assert "`book_flight`" in text
     assert "<#C0APPROVALS>" in text
     assert "<https://x.slack.com/archives/C0APPROVALS/p12|view the request>" in text
+
+
+# -- policy annotations, gates, quorums and grants -----------------------------------------
+BROADCASTS = ("<!channel", "<!here", "<!everyone")
+RAW_HOSTILE = ("<!channel>", "<@U123>", "<https://evil|bank>")
+HOSTILE_RULE = "<!channel> <@U123> <https://evil|bank>"
+FIN_GATE = Gate(
+    (Approvers(channel="C0FIN", usergroups=("S0LEADS",), users=("UBOSS",)),), rule="rule 3 (pay)"
+)
+
+
+def checked(
+    message: list[Block] | View, limit: int = blocks.MAX_MESSAGE_BLOCKS
+) -> list[dict[str, Any]]:
+    """``message`` validated by slack_sdk and against Slack's limits; safe to post.
+
+    Besides :func:`dicts`: at most ``limit`` blocks, unique block ids, unique action ids in
+    each actions block, and no broadcast (``<!channel>``, ``<!here>``, ``<!everyone>``).
+    """
+    if isinstance(message, View):
+        result: list[dict[str, Any]] = message.to_dict()["blocks"]
+    else:
+        result = [block.to_dict() for block in message]
+    assert 0 < len(result) <= limit
+    block_ids = [block["block_id"] for block in result if "block_id" in block]
+    assert len(block_ids) == len(set(block_ids)), block_ids
+    for block in result:
+        assert len(block.get("block_id", "")) <= 255
+        if block["type"] == "section":
+            assert 0 < len(block["text"]["text"]) <= blocks.SECTION_LIMIT
+        if block["type"] == "header":
+            assert len(block["text"]["text"]) <= 150
+        if block["type"] == "context":
+            assert 0 < len(block["elements"]) <= 10
+        for element in block.get("elements", []):
+            if element.get("type") == "mrkdwn":
+                assert 0 < len(element["text"]) <= blocks.SECTION_LIMIT
+            if element.get("type") == "button":
+                assert len(element["text"]["text"]) <= 75
+                assert len(element["value"]) <= 2000
+                assert len(element["action_id"]) <= 255
+        if block["type"] == "actions":
+            assert 0 < len(block["elements"]) <= 25
+            action_ids = [element["action_id"] for element in block["elements"]]
+            assert len(action_ids) == len(set(action_ids)), action_ids
+    text = texts(result)
+    for broadcast in BROADCASTS:
+        assert broadcast not in text
+    assert not re.search(r"@(channel|here|everyone)", text, re.IGNORECASE)
+    return result
+
+
+def screened(
+    name: str, auto: Auto | None = None, rule: str = "", note: str | None = None, index: int = 0
+) -> ToolCall:
+    return ToolCall(f"call_{index}", name, '{"n": 1}', auto=auto, rule=rule, note=note)
+
+
+def gated(*calls_: ToolCall, gate: Gate | None = FIN_GATE, **changes: Any) -> ApprovalRequest:
+    return replace(request(*calls_, **changes), gate=gate)
+
+
+def test_card_shows_what_the_policy_did_with_each_call() -> None:
+    req = gated(
+        screened("read_file", Auto.ALLOW, "rule 1 (reads)", index=1),
+        screened("delete_file", Auto.DENY, "rule 2 (no deletes)", "Deleting is off.", 2),
+        screened("send_mail", Auto.GRANT, "grant", "g_0123abcd", 3),
+        screened("pay", None, "rule 3 (pay)", index=4),
+    )
+    text = texts(checked(blocks.approval_card(req)))
+    assert ":white_check_mark: Allowed by the policy (rule 1 (reads))" in text
+    assert ":no_entry: Denied by the policy (rule 2 (no deletes)): Deleting is off." in text
+    assert ":stopwatch: Allowed by a grant (`g_0123abcd`)" in text
+    # the call a person decides carries no policy line
+    assert "*Tool:* `pay`\n```" in text
+    assert set(buttons(checked(blocks.approval_card(req)))) == {"Approve", "Deny"}
+
+
+def test_card_shows_a_condition_that_could_not_be_evaluated() -> None:
+    note = "condition not evaluated (no such key: 'price')"
+    req = gated(screened("pay", None, "rule 3 (pay)", note))
+    text = texts(checked(blocks.approval_card(req)))
+    assert f":grey_question: rule 3 (pay): {note}" in text
+
+
+@pytest.mark.parametrize(
+    "call_",
+    [
+        screened("a", Auto.ALLOW, HOSTILE_RULE),
+        screened("a", Auto.DENY, HOSTILE_RULE, HOSTILE_RULE),
+        screened("a", Auto.GRANT, HOSTILE_RULE, HOSTILE_RULE),
+        screened("a", None, HOSTILE_RULE, HOSTILE_RULE),
+    ],
+    ids=["allowed", "denied", "granted", "asked with a note"],
+)
+def test_policy_lines_on_the_card_are_inert(call_: ToolCall) -> None:
+    text = texts(checked(blocks.approval_card(gated(call_))))
+    assert "&lt;!channel&gt; &lt;@U123&gt; &lt;https://evil|bank&gt;" in text
+    for raw in RAW_HOSTILE:
+        assert raw not in text
+
+
+def test_long_rule_names_and_reasons_are_cut_on_the_card() -> None:
+    call_ = screened("delete_file", Auto.DENY, "r" * 5000, "&" * 5000)
+    text = texts(checked(blocks.approval_card(gated(call_))))
+    assert "r" * 200 in text and "r" * 201 not in text
+    assert "&amp;" * 300 in text and "&amp;" * 301 not in text
+
+
+def test_gate_line_names_everyone_who_can_decide() -> None:
+    gate = replace(FIN_GATE, quorum=2)
+    result = checked(blocks.approval_card(gated(screened("pay"), gate=gate)))
+    assert (
+        "*Who can decide:* members of <#C0FIN>, <!subteam^S0LEADS> or <@UBOSS>, not the "
+        "requester · 2 approvals needed · rule 3 (pay)"
+    ) in texts(result)
+
+
+def test_gate_line_when_the_requester_may_approve_and_one_approval_decides() -> None:
+    gate = Gate((Approvers(users=("UBOSS",)),), allow_self_approval=True)
+    line = blocks.gate_text(gate)
+    assert line == "*Who can decide:* <@UBOSS> · one approval needed · defaults"
+    assert "requester" not in line
+
+
+def test_gate_line_for_calls_under_several_rules() -> None:
+    gate = Gate(
+        (Approvers(channel="C0FIN"), Approvers(usergroups=("S0LEADS", "S0OPS"))),
+        rule="rule 1 (a) + rule 2 (b)",
+    )
+    assert blocks.who_may_decide(gate) == (
+        "members of <#C0FIN> who are also <!subteam^S0LEADS> or <!subteam^S0OPS>"
+    )
+    assert blocks.gate_text(gate).endswith("· rule 1 (a) + rule 2 (b)")
+
+
+def test_a_hostile_rule_name_in_the_gate_line_is_inert() -> None:
+    gate = replace(FIN_GATE, rule=HOSTILE_RULE)
+    text = texts(checked(blocks.approval_card(gated(screened("pay"), gate=gate))))
+    assert "· &lt;!channel&gt; &lt;@U123&gt; &lt;https://evil|bank&gt;" in text
+    for raw in RAW_HOSTILE:
+        assert raw not in text
+
+
+def test_a_decided_card_has_no_gate_line() -> None:
+    req = replace(decided(Status.APPROVED), gate=FIN_GATE)
+    assert "Who can decide" not in texts(checked(blocks.approval_card(req)))
+
+
+def test_quorum_progress_after_one_approval_keeps_the_buttons() -> None:
+    req = gated(screened("pay"), gate=replace(FIN_GATE, quorum=2), votes=(Vote("UA", 1.0),))
+    result = checked(blocks.approval_card(req))
+    text = texts(result)
+    assert ":ballot_box_with_check: 1 of 2 approvals: <@UA>." in text
+    assert "Waiting for 1 more" in text
+    assert set(buttons(result)) == {"Approve", "Deny"}
+
+
+def test_no_progress_line_before_the_first_approval() -> None:
+    req = gated(screened("pay"), gate=replace(FIN_GATE, quorum=2))
+    assert "approvals:" not in texts(checked(blocks.approval_card(req)))
+
+
+def test_a_reached_quorum_names_every_approver_and_removes_the_buttons() -> None:
+    votes = (Vote("UA", 1.0), Vote("UB", 2.0))
+    req = gated(
+        screened("pay"),
+        gate=replace(FIN_GATE, quorum=2),
+        status=Status.APPROVED,
+        decision=Decision(Status.APPROVED, "UB", 1_700_000_100.0),
+        votes=votes,
+        resume=Resume.DONE,
+    )
+    result = checked(blocks.approval_card(req))
+    text = texts(result)
+    assert "*Approved* by <@UA>, <@UB> at" in text
+    assert "approvals:" not in text
+    assert buttons(result) == {}
+
+
+def test_a_request_the_policy_decided_says_so() -> None:
+    req = gated(
+        screened("delete_file", Auto.DENY, "rule 2 (no deletes)", "Deleting is off."),
+        gate=None,
+        status=Status.DENIED,
+        decision=Decision(Status.DENIED, "", 1_700_000_100.0),
+        resume=Resume.DONE,
+    )
+    result = checked(blocks.approval_card(req))
+    text = texts(result)
+    assert ":robot_face: Decided by the approval policy at" in text
+    assert "<@>" not in text
+    assert buttons(result) == {}
+
+
+def test_grant_buttons_for_a_single_approval_rule() -> None:
+    gate = replace(FIN_GATE, grant_durations_s=(3600, 28800))
+    result = checked(blocks.approval_card(gated(screened("pay"), gate=gate)))
+    [actions] = [block for block in result if block["type"] == "actions"]
+    shown = [(e["text"]["text"], e["action_id"], e["value"]) for e in actions["elements"]]
+    assert shown == [
+        ("Approve", blocks.APPROVE, APPROVAL_ID),
+        ("Approve for 1 hour", "approval_grant_3600", APPROVAL_ID),
+        ("Approve for 8 hours", "approval_grant_28800", APPROVAL_ID),
+        ("Deny", blocks.DENY, APPROVAL_ID),
+    ]
+
+
+@pytest.mark.parametrize(
+    "gate",
+    [
+        replace(FIN_GATE, quorum=2, grant_durations_s=(3600, 28800)),
+        replace(FIN_GATE, grant_durations_s=()),
+        None,
+    ],
+    ids=["quorum 2", "no durations", "no gate"],
+)
+def test_no_grant_buttons_where_a_grant_is_not_offered(gate: Gate | None) -> None:
+    result = checked(blocks.approval_card(gated(screened("pay"), gate=gate)))
+    assert set(buttons(result)) == {"Approve", "Deny"}
+    assert not any(
+        element["action_id"].startswith(blocks.GRANT_PREFIX)
+        for block in result
+        if block["type"] == "actions"
+        for element in block["elements"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (60, "1 minute"),
+        (90 * 60, "90 minutes"),
+        (3600, "1 hour"),
+        (8 * 3600, "8 hours"),
+        (86400, "1 day"),
+        (86400 * 2, "2 days"),
+        (45, "45 seconds"),
+    ],
+)
+def test_duration_text(seconds: int, shown: str) -> None:
+    assert blocks.duration_text(seconds) == shown
+
+
+# -- the requester's policy note -------------------------------------------------------------
+def test_policy_note_lists_denied_and_granted_calls_only() -> None:
+    req = request(
+        screened("read_file", Auto.ALLOW, "rule 1 (reads)", index=1),
+        screened("delete_file", Auto.DENY, "rule 2 (no deletes)", "Deleting is off.", 2),
+        screened("send_mail", Auto.GRANT, "grant", "g_0123abcd", 3),
+        screened("pay", None, "rule 3 (pay)", index=4),
+    )
+    fallback, note = blocks.policy_note(req)
+    assert fallback == "The approval policy decided some of the agent's actions."
+    text = texts(checked(note))
+    assert text.splitlines() == [
+        "`delete_file`: :no_entry: Denied by the policy (rule 2 (no deletes)): Deleting is off.",
+        "`send_mail`: :stopwatch: Allowed by a grant (`g_0123abcd`)",
+    ]
+
+
+def test_policy_note_is_inert() -> None:
+    req = request(
+        screened("<!channel>", Auto.DENY, HOSTILE_RULE, HOSTILE_RULE),
+        screened("send_mail", Auto.GRANT, "grant", HOSTILE_RULE, 1),
+    )
+    text = texts(checked(blocks.policy_note(req)[1]))
+    assert "`&lt;!channel&gt;`: :no_entry: Denied by the policy (&lt;!channel&gt;" in text
+    for raw in RAW_HOSTILE:
+        assert raw not in text
+
+
+@pytest.mark.parametrize("reason", ["x" * 1000, "&<>" * 1000], ids=["long", "escaping grows"])
+def test_policy_note_for_fifty_calls_with_long_reasons_fits(reason: str) -> None:
+    req = request(
+        *(
+            screened(f"tool_{i}" + "n" * 200, auto, "r" * 500, reason, i)
+            for i, auto in enumerate([Auto.DENY, Auto.GRANT] * 25)
+        )
+    )
+    text = texts(checked(blocks.policy_note(req)[1]))
+    assert text.startswith("`tool_0")
+    assert "<" not in text.replace("&lt;", "")
+
+
+def test_policy_note_names_every_decided_call_or_says_how_many_it_left_out() -> None:
+    req = request(*(screened(f"tool_{i}", Auto.DENY, f"rule {i}", "x" * 300, i) for i in range(50)))
+    text = texts(checked(blocks.policy_note(req)[1]))
+    named = sum(f"`tool_{i}`" in text for i in range(50))
+    assert named == 50 or f"{50 - named} more" in text
+
+
+def test_policy_note_never_cuts_inside_an_entity() -> None:
+    req = request(
+        *(screened(f"tool_{i}", Auto.DENY, "r" * 500, "&<>" * 1000, i) for i in range(50))
+    )
+    text = texts(checked(blocks.policy_note(req)[1]))
+    assert re.fullmatch(r"([^&]|&lt;|&gt;|&amp;)*", text)
+
+
+def test_card_for_a_gate_naming_many_users_stays_within_limits() -> None:
+    gate = Gate((Approvers(users=tuple(f"U{i:010d}" for i in range(200))),))
+    result = checked(blocks.approval_card(gated(screened("pay"), gate=gate)))
+    assert "*Who can decide:* <@U0000000000>, <@U0000000001>" in texts(result)

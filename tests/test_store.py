@@ -7,6 +7,7 @@ comes back as bytes.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -18,6 +19,7 @@ import redis.asyncio as aioredis
 from bot import keys
 from bot.approval import (
     ApprovalRequest,
+    Auto,
     Decision,
     MessageRef,
     Requester,
@@ -271,3 +273,137 @@ async def test_an_event_is_seen_first_once(store: Store) -> None:
 async def test_concurrent_deliveries_of_one_event_are_seen_first_once(store: Store) -> None:
     seen = await asyncio.gather(*(store.first_sighting("Ev3") for _ in range(20)))
     assert seen.count(True) == 1
+
+
+# -- schema 1, requests decided by policy, the requester's list ------------------------------
+async def test_a_schema_1_approval_is_read_with_a_gate_from_its_channel(
+    store: Store, redis_client: aioredis.Redis
+) -> None:
+    request = approval()
+    record = json.loads(request.to_json())
+    del record["gate"], record["votes"]
+    record["allow_self_approval"] = True
+    for call in record["calls"]:  # schema 1 had no per-call verdicts
+        del call["auto"], call["rule"], call["note"]
+    await redis_client.hset(
+        keys.approval(request.id),
+        mapping={
+            "v": 1,
+            "record": json.dumps(record),
+            "status": "pending",
+            "decision": "",
+            "card": "",
+            "resume": "waiting",
+            "outcome": "",
+            "follow_up_id": "",
+        },
+    )
+    await redis_client.zadd(keys.PENDING_ZSET, {request.id: request.created_at})
+    stored = await store.get_approval(request.id)
+    assert stored.gate is not None
+    assert stored.gate.requirements == (Approvers(channel="C0APPROVALS"),)
+    assert stored.gate.allow_self_approval is True
+    assert stored.gate.quorum == 1 and not stored.gate.grantable
+    assert stored.votes == ()
+    assert stored == replace(
+        request, gate=Gate((Approvers(channel="C0APPROVALS"),), allow_self_approval=True)
+    )
+    assert await store.get_approvals(await store.pending_ids()) == [stored]
+
+
+async def test_a_schema_1_approval_without_the_self_approval_flag_forbids_it(
+    store: Store, redis_client: aioredis.Redis
+) -> None:
+    request = approval()
+    record = json.loads(request.to_json())
+    del record["gate"], record["votes"]
+    await redis_client.hset(
+        keys.approval(request.id),
+        mapping={"v": 1, "record": json.dumps(record), "status": "pending", "resume": "waiting"},
+    )
+    stored = await store.get_approval(request.id)
+    assert stored.gate == Gate((Approvers(channel="C0APPROVALS"),), allow_self_approval=False)
+
+
+async def test_a_schema_1_approval_can_still_be_decided(
+    store: Store, redis_client: aioredis.Redis
+) -> None:
+    request = approval()
+    record = json.loads(request.to_json())
+    del record["gate"], record["votes"]
+    await redis_client.hset(
+        keys.approval(request.id),
+        mapping={"v": 1, "record": json.dumps(record), "status": "pending", "decision": ""},
+    )
+    await redis_client.zadd(keys.PENDING_ZSET, {request.id: request.created_at})
+    stored = await store.get_approval(request.id)
+    ballot = await store.vote(stored, Decision(Status.APPROVED, "UMANAGER", time.time()))
+    assert ballot.decided
+    assert (await store.get_approval(request.id)).status is Status.APPROVED
+    assert await store.pending_ids() == []
+
+
+async def test_a_request_the_policy_decided_is_not_pending_but_is_listed_for_its_requester(
+    store: Store,
+) -> None:
+    request = approval(
+        calls=(
+            ToolCall("call_1", "delete_file", "{}", auto=Auto.DENY, rule="rule 2", note="no"),
+            ToolCall("call_2", "read_file", "{}", auto=Auto.ALLOW, rule="rule 1"),
+        ),
+        gate=None,
+        status=Status.APPROVED,
+        decision=Decision(Status.APPROVED, "", 1_700_000_000.5),
+    )
+    await store.create_approval(request)
+    assert await store.pending_ids() == []
+    assert await store.pending_count() == 0
+    assert await store.recent_requests("UREQ") == [request]
+    stored = await store.get_approval(request.id)
+    assert stored == request
+    assert stored.decision is not None and stored.decision.by_policy
+    assert await store.recent_requests("UOTHER") == []
+
+
+async def test_recent_requests_keeps_the_newest_fifty_newest_first(
+    store: Store, redis_client: aioredis.Redis
+) -> None:
+    requests = [approval(created_at=1_700_000_000.0 + n) for n in range(keys.REQUESTS_BY_KEPT + 5)]
+    for request in requests:
+        await store.create_approval(request)
+    newest_first = requests[::-1]
+    assert await store.recent_requests("UREQ") == newest_first[:10]
+    assert await store.recent_requests("UREQ", 100) == newest_first[: keys.REQUESTS_BY_KEPT]
+    assert await redis_client.zcard(keys.requests_by("UREQ")) == keys.REQUESTS_BY_KEPT
+    assert 0 < await redis_client.ttl(keys.requests_by("UREQ")) <= keys.REQUESTS_BY_TTL_S
+    # the trimmed ones are still stored (and pending); only the requester's list forgets them
+    assert len(await store.pending_ids()) == keys.REQUESTS_BY_KEPT + 5
+
+
+async def test_recent_requests_are_per_requester(store: Store) -> None:
+    mine = approval()
+    theirs = approval(requester=Requester("UOTHER", "hi"), created_at=1_700_000_001.0)
+    await store.create_approval(mine)
+    await store.create_approval(theirs)
+    assert await store.recent_requests("UREQ") == [mine]
+    assert await store.recent_requests("UOTHER") == [theirs]
+
+
+async def test_recent_requests_skip_requests_that_expired(
+    store: Store, redis_client: aioredis.Redis
+) -> None:
+    old, new = approval(), approval(created_at=1_700_000_001.0)
+    await store.create_approval(old)
+    await store.create_approval(new)
+    await redis_client.delete(keys.approval(old.id))
+    assert await store.recent_requests("UREQ") == [new]
+
+
+async def test_get_approvals_skips_missing_ids_and_keeps_the_order(store: Store) -> None:
+    first, second, third = (approval(created_at=1_700_000_000.0 + n) for n in range(3))
+    for request in (first, second, third):
+        await store.create_approval(request)
+    found = await store.get_approvals([third.id, "missing", first.id, "gone", second.id])
+    assert found == [third, first, second]
+    assert await store.get_approvals([]) == []
+    assert await store.get_approvals(["missing"]) == []

@@ -52,6 +52,8 @@ _CODE_ROOM: Final = SECTION_LIMIT - 100
 CARD_ARGUMENTS_BUDGET: Final = 2400
 #: Calls listed on one card; more are behind "Show full arguments".
 CARD_MAX_CALLS: Final = 10
+#: Approvers (channel, user groups, people) a card names; the rest are counted.
+MAX_NAMED_APPROVERS: Final = 20
 WORKING_TEXT: Final = ":hourglass_flowing_sand: _Working on it…_"
 
 
@@ -164,6 +166,9 @@ def who_decides(approvers: Approvers) -> str:
     parts = [f"members of <#{approvers.channel}>"] if approvers.channel else []
     parts += [f"<!subteam^{group}>" for group in approvers.usergroups]
     parts += [f"<@{user}>" for user in approvers.users]
+    if len(parts) > MAX_NAMED_APPROVERS:  # keep the card within a section's length
+        hidden = len(parts) - MAX_NAMED_APPROVERS
+        parts = [*parts[:MAX_NAMED_APPROVERS], f"{hidden} others named in the policy"]
     return _join_or(parts)
 
 
@@ -306,7 +311,15 @@ def policy_note(request: ApprovalRequest) -> tuple[str, list[Block]]:
         for call in request.calls
         if call.auto in (Auto.DENY, Auto.GRANT)
     ]
-    text = "\n".join(lines)[: SECTION_LIMIT - 100]
+    # whole lines only (a cut could fall inside an escape), and say how many are left out
+    shown: list[str] = []
+    for index, line in enumerate(lines):
+        rest = len(lines) - index
+        if sum(len(s) + 1 for s in shown) + len(line) > SECTION_LIMIT - 100:
+            shown.append(f"_…and {rest} more; see the audit trail._")
+            break
+        shown.append(line)
+    text = "\n".join(shown)
     return "The approval policy decided some of the agent's actions.", [
         ContextBlock(elements=[_md(text)])
     ]

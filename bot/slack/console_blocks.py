@@ -140,16 +140,18 @@ def home_view(
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text="Approvals"))]
     if actionable.requests:
         blocks.append(section(f"*Waiting for your decision* ({actionable.total})"))
+        shown = 0
         for request in actionable.requests:
             gate = f"\n{gate_text(request.gate)}" if request.gate else ""
             blocks.append(section(request_line(request) + gate))
             blocks.append(
                 ActionsBlock(block_id=f"home_{request.id}", elements=decision_buttons(request))
             )
+            shown += 1
             if len(blocks) > MAX_HOME_BLOCKS - 20:
                 break
-        if actionable.total > len(actionable.requests):
-            more = actionable.total - len(actionable.requests)
+        if actionable.total > shown:
+            more = actionable.total - shown
             blocks.append(ContextBlock(elements=[_context(f"…and {more} more.")]))
     else:
         blocks.append(section("Nothing is waiting for your decision."))
