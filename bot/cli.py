@@ -17,6 +17,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from bot import policy_cli
 from bot.config import BotConfig, load_config
 from bot.errors import ConfigError
+from bot.server_tools import load_server_tools
 from bot.services import Services, open_services
 from bot.settings import Mode, Settings, load_settings
 from bot.tools import Tool, load_tools
@@ -45,7 +46,9 @@ def load(mode: Mode, config_file: Path | None = None) -> tuple[Settings, BotConf
     settings = load_settings(mode)
     path = config_file or settings.bot_config
     config = load_config(path)
-    return settings, config, load_tools(config, path)
+    tools = load_tools(config, path)
+    load_server_tools(config, path)  # a missing credential stops start-up here
+    return settings, config, tools
 
 
 def _configure_logging(level: str) -> None:

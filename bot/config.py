@@ -179,8 +179,67 @@ class FunctionToolConfig(_Section):
     requires_confirmation: bool = False
 
 
+ToolName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class ToolConfigurationConfig(_Section):
+    """Which of a server-side tool's own tools the model may use, and which need approval."""
+
+    include: list[ToolName] | None = None
+    exclude: list[ToolName] | None = None
+    requires_confirmation: list[ToolName] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_filter(self) -> ToolConfigurationConfig:
+        if self.include is not None and self.exclude is not None:
+            raise ValueError("include and exclude are mutually exclusive; fix: keep one of them")
+        return self
+
+
+class AuthorizationConfig(_Section):
+    """A connector's credential, read from an environment variable (never the file)."""
+
+    type: Literal["oauth2-token", "api-key"]
+    env: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="name of the environment variable that holds the token or key",
+    )
+
+
+class ConnectorConfig(_Section):
+    """A Mistral connector (server-side MCP tools), by name or id."""
+
+    connector_id: str = Field(min_length=1, max_length=200)
+    authorization: AuthorizationConfig | None = None
+    tool_configuration: ToolConfigurationConfig = Field(default_factory=ToolConfigurationConfig)
+
+
+class BuiltinConfig(_Section):
+    """A Mistral built-in tool."""
+
+    type: Literal[
+        "web_search",
+        "web_search_premium",
+        "code_interpreter",
+        "image_generation",
+        "document_library",
+    ]
+    library_ids: list[Annotated[str, Field(min_length=1)]] | None = None
+    tool_configuration: ToolConfigurationConfig = Field(default_factory=ToolConfigurationConfig)
+
+    @model_validator(mode="after")
+    def _libraries(self) -> BuiltinConfig:
+        if self.type == "document_library" and not self.library_ids:
+            raise ValueError("document_library needs library_ids; fix: list the library ids")
+        if self.type != "document_library" and self.library_ids is not None:
+            raise ValueError("library_ids is only read by document_library; fix: remove it")
+        return self
+
+
 class ToolsConfig(_Section):
     functions: list[FunctionToolConfig] = Field(default_factory=list)
+    connectors: list[ConnectorConfig] = Field(default_factory=list)
+    builtins: list[BuiltinConfig] = Field(default_factory=list)
 
 
 class BotConfig(_Section):

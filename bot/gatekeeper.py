@@ -8,14 +8,14 @@ taken here when the deferral arrives (:meth:`Gatekeeper.screen`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from bot.approval import Auto, ToolCall
 from bot.audit import AuditLog
 from bot.conditions import Facts
 from bot.directory import Directory
-from bot.policy import Effect, Gate, Policy
+from bot.policy import Effect, Gate, Holds, Policy
 from bot.policy_store import PolicyStore
 
 logger = logging.getLogger(__name__)
@@ -43,10 +43,9 @@ class Gatekeeper:
         self.directory = directory
         self.audit = audit
 
-    async def deferring(self) -> Callable[[str], bool]:
+    async def deferring(self) -> Holds:
         """Which tools the SDK must hold for the bot, with the overrides in force now."""
-        overrides = await self.policy_store.overrides()
-        return lambda tool: self.policy.defers(tool, overrides)
+        return Holds(self.policy, tuple(await self.policy_store.overrides()))
 
     async def facts(self, call: ToolCall, requester_id: str, channel_id: str) -> Facts:
         return Facts(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
@@ -34,6 +35,8 @@ from bot.config import (
     parse_duration,
 )
 from bot.tools import canonical_arguments
+
+_GLOB = re.compile(r"[*?\[]")
 
 
 class Effect(StrEnum):
@@ -241,6 +244,11 @@ class Policy:
     def is_admin(self, user_id: str, usergroups: Iterable[str]) -> bool:
         return user_id in self.admin_users or not set(usergroups).isdisjoint(self.admin_usergroups)
 
+    def literal_names(self) -> frozenset[str]:
+        """Tool names (not globs) the rules and the marked tools name."""
+        patterns = [p for rule in self.rules for p in rule.config.tools]
+        return frozenset(p for p in patterns if not _GLOB.search(p)) | self.marked
+
     # -- what -------------------------------------------------------------------------------
     def defers(self, tool: str, overrides: Sequence[Override] = ()) -> bool:
         """Whether the SDK must hold calls of ``tool`` for the bot to decide (by name only)."""
@@ -379,3 +387,21 @@ def grant_scope(arguments: str | None) -> str:
     if arguments is None:
         return "*"
     return hashlib.sha256(canonical_arguments(arguments).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Holds:
+    """Which tools the SDK must hold for the bot to decide, for one run: the policy with the
+    admins' overrides in force when the run starts."""
+
+    policy: Policy
+    overrides: tuple[Override, ...] = ()
+
+    def __call__(self, tool: str) -> bool:
+        return self.policy.defers(tool, self.overrides)
+
+    @property
+    def named(self) -> frozenset[str]:
+        """Every tool name (not glob) the policy or an override names."""
+        overridden = (o.tool for o in self.overrides if not _GLOB.search(o.tool))
+        return self.policy.literal_names() | frozenset(overridden)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,8 @@ from mistralai.extra.run.context import RunContext
 from bot.approval import ApprovalRequest
 from bot.config import BotConfig
 from bot.errors import UpstreamError
+from bot.policy import Holds
+from bot.server_tools import ServerTool
 from bot.settings import Settings
 from bot.tools import (
     ApprovedCalls,
@@ -53,9 +55,6 @@ class Deferral:
 
 Outcome = Answer | Deferral
 
-#: Whether the SDK must hold a tool's calls for the bot to decide, by tool name.
-Deferring = Callable[[str], bool]
-
 
 def make_client(settings: Settings) -> Mistral:
     """The Mistral client, with bounded retries (429 and 5xx) and a timeout per request."""
@@ -86,6 +85,7 @@ class AgentRunner:
         client: Mistral,
         config: BotConfig,
         tools: Sequence[Tool],
+        server_tools: Sequence[ServerTool] = (),
         *,
         run_timeout_s: float = 600.0,
     ) -> None:
@@ -93,9 +93,10 @@ class AgentRunner:
         self.run_timeout_s = run_timeout_s
         self.config = config
         self.tools = tuple(tools)
+        self.server_tools = tuple(server_tools)
 
     async def send(
-        self, conversation_id: str | None, text: str, deferring: Deferring | None = None
+        self, conversation_id: str | None, text: str, deferring: Holds | None = None
     ) -> Outcome:
         """Send a user message into the thread's conversation (a new one if None).
 
@@ -106,7 +107,7 @@ class AgentRunner:
         return await self._run(conversation_id, inputs, deferring)
 
     async def resume(
-        self, request: ApprovalRequest, ledger: CallLedger, deferring: Deferring | None = None
+        self, request: ApprovalRequest, ledger: CallLedger, deferring: Holds | None = None
     ) -> Outcome:
         """Resume a deferred conversation with the request's decision.
 
@@ -127,8 +128,15 @@ class AgentRunner:
         finally:
             stop_approving(token)
 
+    def _server_tools(self, deferring: Holds | None) -> dict[str, Any]:
+        """``tools=[…]`` for the connectors and built-ins, when there are any."""
+        if not self.server_tools:
+            return {}
+        local = [tool.name for tool in self.tools]
+        return {"tools": [tool.declaration(deferring, local) for tool in self.server_tools]}
+
     async def _run(
-        self, conversation_id: str | None, inputs: list[Any], deferring: Deferring | None
+        self, conversation_id: str | None, inputs: list[Any], deferring: Holds | None
     ) -> Outcome:
         run_ctx = RunContext(model=self.config.model, continue_on_fn_error=True)
         async with run_ctx:
@@ -144,6 +152,7 @@ class AgentRunner:
                         run_ctx=run_ctx,
                         inputs=inputs,
                         instructions=self.config.instructions,
+                        **self._server_tools(deferring),
                     )
             except DeferredToolCallsException as deferred:
                 return Deferral(deferred.conversation_id or run_ctx.conversation_id or "", deferred)

@@ -20,6 +20,7 @@ from bot.policy import Policy
 from bot.policy_store import PolicyStore
 from bot.redis_server import EmbeddedRedis
 from bot.runner import AgentRunner, make_client
+from bot.server_tools import load_server_tools, marked_names
 from bot.settings import Settings
 from bot.slack.adapter import SlackChat, make_web_client
 from bot.slack.app import build_bolt_app
@@ -63,12 +64,14 @@ async def open_services(
         worker = Worker(settings.worker_concurrency)
         # Registered last, so it closes first: running work finishes while Redis is still up.
         stack.push_async_callback(worker.close)
-        policy = Policy(config, marked=[tool.name for tool in tools if tool.requires_confirmation])
+        server_tools = load_server_tools(config, settings.bot_config)
+        marked = [tool.name for tool in tools if tool.requires_confirmation]
+        policy = Policy(config, marked=[*marked, *marked_names(server_tools)])
         policy_store = PolicyStore(client)
         directory = Directory(store, chat, policy)
         audit = AuditLog(client, settings.audit_retention_days)
         gatekeeper = Gatekeeper(policy, policy_store, directory, audit)
-        runner = AgentRunner(mistral, config, tools)
+        runner = AgentRunner(mistral, config, tools, server_tools)
         assistant = Assistant(store, runner, chat, gatekeeper, worker)
         console = Console(store, gatekeeper)
         bolt = build_bolt_app(
