@@ -245,12 +245,42 @@ class ToolsConfig(_Section):
 class BotConfig(_Section):
     """The whole config file."""
 
-    model: str = Field(min_length=1)
+    model: str | None = Field(default=None, min_length=1)
+    agent_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,200}$")
     instructions: str | None = None
     approvals: ApprovalsConfig | None = None
     admins: AdminsConfig = Field(default_factory=AdminsConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
+
+    @model_validator(mode="after")
+    def _one_brain(self) -> BotConfig:
+        if self.model is None and self.agent_id is None:
+            raise ValueError(
+                "no model and no agent_id; fix: add model (a Mistral model, e.g. "
+                "mistral-medium-latest) or agent_id (a Mistral agent's id)"
+            )
+        if self.model is not None and self.agent_id is not None:
+            raise ValueError(
+                "both model and agent_id are given (a conversation runs one or the other); "
+                "fix: keep one of them"
+            )
+        if self.agent_id is not None:
+            on_agent = [
+                name
+                for name, given in (
+                    ("instructions", self.instructions is not None),
+                    ("tools.connectors", bool(self.tools.connectors)),
+                    ("tools.builtins", bool(self.tools.builtins)),
+                )
+                if given
+            ]
+            if on_agent:
+                raise ValueError(
+                    f"{', '.join(on_agent)} cannot be given with agent_id (the agent has its "
+                    "own); fix: set them on the agent, or use model instead of agent_id"
+                )
+        return self
 
     @model_validator(mode="after")
     def _cards_have_a_home(self) -> BotConfig:

@@ -14,10 +14,16 @@ from typing import Any
 
 import httpx2
 from mistralai.client import Mistral
+from mistralai.client.beta import Beta
 from mistralai.client.errors import MistralError
+from mistralai.client.models import FunctionTool, UnknownAgentTool
 from mistralai.client.utils import BackoffStrategy, RetryConfig
-from mistralai.extra.exceptions import DeferredToolCallsException, MistralClientException
-from mistralai.extra.run.context import RunContext
+from mistralai.extra.exceptions import (
+    DeferredToolCallsException,
+    MistralClientException,
+    RunException,
+)
+from mistralai.extra.run.context import AgentRequestKwargs, RunContext
 
 from bot.approval import ApprovalRequest
 from bot.config import BotConfig
@@ -75,6 +81,32 @@ def make_client(settings: Settings) -> Mistral:
         timeout_ms=settings.mistral_timeout_ms,
         retry_config=retries if budget_ms > 0 else RetryConfig("none", retries.backoff, False),
     )
+
+
+class AgentRunContext(RunContext):
+    """A RunContext for a Mistral agent that never blocks the event loop.
+
+    The SDK's ``prepare_agent_request`` registers the local functions on the agent with the
+    *synchronous* ``agents.update``, which would stall every other request of this process
+    (Slack's 3-second acknowledgements included) for a round trip on each run. This is the
+    same request, made with ``update_async``.
+    """
+
+    async def prepare_agent_request(self, beta_client: Beta) -> AgentRequestKwargs:
+        if self.agent_id is None:
+            raise RunException("Can't prepare an agent request, if no agent_id is provided")
+        agent = await beta_client.agents.get_async(agent_id=self.agent_id)
+        local = {tool.function.name for tool in self.get_tools()}
+        kept: list[Any] = [
+            tool
+            for tool in agent.tools or []
+            if not isinstance(tool, UnknownAgentTool)
+            and not (isinstance(tool, FunctionTool) and tool.function.name in local)
+        ]
+        await beta_client.agents.update_async(
+            agent_id=self.agent_id, tools=[*kept, *self.get_tools()]
+        )
+        return AgentRequestKwargs(agent_id=self.agent_id)
 
 
 class AgentRunner:
@@ -138,7 +170,11 @@ class AgentRunner:
     async def _run(
         self, conversation_id: str | None, inputs: list[Any], deferring: Holds | None
     ) -> Outcome:
-        run_ctx = RunContext(model=self.config.model, continue_on_fn_error=True)
+        run_ctx: RunContext
+        if self.config.agent_id is not None:
+            run_ctx = AgentRunContext(agent_id=self.config.agent_id, continue_on_fn_error=True)
+        else:
+            run_ctx = RunContext(model=self.config.model, continue_on_fn_error=True)
         async with run_ctx:
             run_ctx.conversation_id = conversation_id
             for tool in self.tools:

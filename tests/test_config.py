@@ -139,10 +139,35 @@ def test_missing_required_field(tmp_path: Path, capsys: pytest.CaptureFixture[st
     path = write(tmp_path, "instructions: Be brief.\napprovals: {channel: C0APPROVALS}\n")
     error = config_error(path)
     [problem] = error.problems
-    assert problem.startswith("model ")
-    assert "Field required" in problem
-    assert "fix: add it" in problem
-    assert_start_up_stops(path, capsys, "model", "Field required")
+    assert "no model and no agent_id" in problem
+    assert "fix: add model" in problem
+    assert_start_up_stops(path, capsys, "no model and no agent_id")
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        ("model: m\nagent_id: ag_123\n", "both model and agent_id are given"),
+        (
+            "agent_id: ag_123\ninstructions: Be brief.\n",
+            "instructions cannot be given with agent_id",
+        ),
+        (
+            "agent_id: ag_123\ntools:\n  builtins:\n    - type: web_search\n",
+            "tools.builtins cannot be given with agent_id",
+        ),
+    ],
+)
+def test_agent_id_or_model_but_not_both(tmp_path: Path, head: str, expected: str) -> None:
+    path = write(tmp_path, head + "approvals: {channel: C0APPROVALS}\n")
+    [problem] = config_error(path).problems
+    assert expected in problem and "fix: " in problem
+
+
+def test_an_agent_id_alone_is_valid(tmp_path: Path) -> None:
+    path = write(tmp_path, "agent_id: ag_0123\napprovals: {channel: C0APPROVALS}\n")
+    config = load_config(path)
+    assert (config.agent_id, config.model) == ("ag_0123", None)
 
 
 def test_missing_nested_field_points_at_its_section(tmp_path: Path) -> None:

@@ -6,6 +6,11 @@ and ``client.beta.conversations.run_async``) to work against it, including the
 tool-call deferral flow (client-side ``requires_confirmation`` functions and server-side
 ``confirmation_status="pending"`` calls answered with ``tool_confirmations``).
 
+It also emulates the two Agents endpoints ``RunContext(agent_id=...)`` uses (GET and
+PATCH ``/v1/agents/{agent_id}``); agents are created with
+:meth:`MistralStandIn.create_agent`, and a conversation started with ``agent_id`` takes
+its model, tools and instructions from the agent.
+
 Every request body is validated against the request schema the OpenAPI spec gives for the
 operation, and every response body against the matching response schema. Contract
 violations are collected in ``standin.errors`` so a test can end with
@@ -63,6 +68,7 @@ _SPEC_URI = "urn:mistral-openapi"
 START_PATH = "/v1/conversations"
 APPEND_PATH = "/v1/conversations/{conversation_id}"
 HISTORY_PATH = "/v1/conversations/{conversation_id}/history"
+AGENT_PATH = "/v1/agents/{agent_id}"
 
 Entry = dict[str, Any]
 ConfirmationStatus = Literal["pending", "allowed", "denied"]
@@ -269,6 +275,7 @@ class ModelTurn:
     tool_confirmations: list[dict[str, Any]]
     instructions: str | None
     model: str | None = None
+    agent_id: str | None = None
 
     def last_user_text(self) -> str | None:
         """Content of the newest user ``message.input`` among inputs, then history."""
@@ -352,6 +359,37 @@ def scripted(*steps: list[Entry] | Script) -> Script:
     return script
 
 
+# --------------------------------------------------------------------------- agents
+
+_DEFAULT_COMPLETION_ARGS: dict[str, Any] = {
+    "stop": None,
+    "presence_penalty": None,
+    "frequency_penalty": None,
+    "temperature": None,
+    "top_p": None,
+    "max_tokens": None,
+    "random_seed": None,
+    "prediction": None,
+    "response_format": None,
+    "tool_choice": "auto",
+}
+
+
+def _completion_args(given: dict[str, Any] | None) -> dict[str, Any]:
+    """Completion args as the server stores them: the given ones over the defaults."""
+    return {**_DEFAULT_COMPLETION_ARGS, **copy.deepcopy(given or {})}
+
+
+def _check_agent(agent: dict[str, Any]) -> None:
+    """Raise ValueError if ``agent`` is not a valid ``Agent`` per the spec."""
+    found = _validator(AGENT_PATH, "get", 200)
+    if found is None:
+        raise RuntimeError(f"the spec has no Agent response for GET {AGENT_PATH}")
+    errors = list(found[0].iter_errors(agent))
+    if errors:
+        raise ValueError(_describe(errors, found[1]))
+
+
 # --------------------------------------------------------------------------- server
 
 
@@ -383,6 +421,11 @@ class _Reply:
     commit: Callable[[], None] | None = None
 
 
+def _not_found(kind: str, ident: str) -> _Reply:
+    """The 404 the stand-in answers for an unknown conversation or agent."""
+    return _Reply(404, {"message": f"{kind} {ident} not found", "type": "not_found"})
+
+
 @dataclass
 class _Fault:
     status: int
@@ -409,7 +452,9 @@ class MistralStandIn:
     * ``script`` - the scripted model (default :func:`travel_agent_script`);
     * ``requests`` - every :class:`RecordedRequest` received, failed ones included;
     * ``errors`` - contract violations: invalid request bodies, missing auth, unknown
-      routes, script failures, responses that would not match the spec.
+      routes, script failures, responses that would not match the spec;
+    * ``agents`` - agent id -> current ``Agent`` object (see :meth:`create_agent`);
+    * ``agent_updates`` - ``(agent_id, body)`` of every applied PATCH, oldest first.
     """
 
     def __init__(self, script: Script | None = None, *, api_key: str | None = None) -> None:
@@ -419,6 +464,9 @@ class MistralStandIn:
         self.requests: list[RecordedRequest] = []
         self.errors: list[str] = []
         self._conversations: dict[str, _Conversation] = {}
+        self.agents: dict[str, dict[str, Any]] = {}
+        self.agent_updates: list[tuple[str, dict[str, Any]]] = []
+        self._agent_versions: dict[str, dict[int, dict[str, Any]]] = {}
         self._faults: list[_Fault] = []
         self._delays: list[float] = []
         self._closing = asyncio.Event()
@@ -441,6 +489,8 @@ class MistralStandIn:
         app.router.add_post(START_PATH, self._route(START_PATH, "post", self._start))
         app.router.add_post(APPEND_PATH, self._route(APPEND_PATH, "post", self._append))
         app.router.add_get(HISTORY_PATH, self._route(HISTORY_PATH, "get", self._history))
+        app.router.add_get(AGENT_PATH, self._route(AGENT_PATH, "get", self._get_agent))
+        app.router.add_patch(AGENT_PATH, self._route(AGENT_PATH, "patch", self._update_agent))
         app.router.add_route("*", "/{tail:.*}", self._unknown_route)
         self._closing.clear()
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -467,15 +517,15 @@ class MistralStandIn:
     # ------------------------------------------------------------- test controls
 
     def fail_next(self, status: int, count: int = 1, body: dict[str, Any] | None = None) -> None:
-        """Answer the next ``count`` conversation requests with ``status``.
+        """Answer the next ``count`` (conversation or agent) requests with ``status``.
 
         The body defaults to a spec-shaped error (``HTTPValidationError`` for 422,
-        ``{"message": ...}`` otherwise). Conversation state is left untouched.
+        ``{"message": ...}`` otherwise). Conversation and agent state is left untouched.
         """
         self._faults.extend(_Fault(status, body) for _ in range(count))
 
     def delay_next(self, seconds: float, count: int = 1) -> None:
-        """Sleep ``seconds`` before answering the next ``count`` conversation requests.
+        """Sleep ``seconds`` before answering the next ``count`` requests.
 
         A delayed request is still processed afterwards (like a real server whose
         client gave up), unless the stand-in is closing.
@@ -490,6 +540,61 @@ class MistralStandIn:
     def conversation_ids(self) -> list[str]:
         """Ids of the conversations started so far, oldest first."""
         return list(self._conversations)
+
+    def create_agent(
+        self,
+        *,
+        name: str = "Test agent",
+        model: str = DEFAULT_MODEL,
+        instructions: str | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        description: str | None = None,
+        completion_args: dict[str, Any] | None = None,
+    ) -> str:
+        """Store a new agent (version 0) and return its id (``ag_...``).
+
+        ``tools`` are wire-format tool dicts, e.g. ``{"type": "function", "function":
+        {"name": ..., "description": ..., "parameters": {...}}}``. The agent must be a
+        valid ``Agent`` per the spec, otherwise ValueError.
+        """
+        now = _now()
+        agent: dict[str, Any] = {
+            "object": "agent",
+            "id": _new_id("ag"),
+            "name": name,
+            "description": description,
+            "model": model,
+            "instructions": instructions,
+            "tools": copy.deepcopy(tools or []),
+            "completion_args": _completion_args(completion_args),
+            "guardrails": None,
+            "handoffs": None,
+            "metadata": None,
+            "version": 0,
+            "versions": [0],
+            "version_message": None,
+            "created_at": now,
+            "updated_at": now,
+            "deployment_chat": False,
+            "source": "api",
+        }
+        _check_agent(agent)
+        self.agents[agent["id"]] = agent
+        self._agent_versions[agent["id"]] = {0: copy.deepcopy(agent)}
+        return str(agent["id"])
+
+    def _agent_at(self, agent_id: str, version: Any) -> dict[str, Any] | None:
+        """The agent at ``version`` (None: current); None if unknown (aliases aren't emulated)."""
+        agent = self.agents.get(agent_id)
+        if agent is None or version is None:
+            return agent
+        try:
+            number = int(version)
+        except (TypeError, ValueError):
+            return None
+        if number == agent.get("version"):
+            return agent
+        return self._agent_versions.get(agent_id, {}).get(number)
 
     # ------------------------------------------------------------- plumbing
 
@@ -624,12 +729,23 @@ class MistralStandIn:
         model, agent_id = body.get("model"), body.get("agent_id")
         if not model and not agent_id:
             raise _BadRequest("one of 'model' or 'agent_id' is required")
+        tools = body.get("tools")
+        instructions = body.get("instructions")
+        if agent_id:
+            if model:
+                raise _BadRequest("'model' and 'agent_id' are mutually exclusive")
+            agent = self._agent_at(agent_id, body.get("agent_version"))
+            if agent is None:
+                return _not_found("Agent", agent_id)
+            model = agent["model"]
+            tools = agent.get("tools") if tools is None else tools
+            instructions = agent.get("instructions") if instructions is None else instructions
         conv = _Conversation(
             id=_new_id("conv"),
             model=model,
             agent_id=agent_id,
-            tools=list(body.get("tools") or []),
-            instructions=body.get("instructions"),
+            tools=copy.deepcopy(list(tools or [])),
+            instructions=instructions,
         )
         inputs = _normalize_inputs(body.get("inputs"))
         return await self._turn(conv, body, inputs, [], new=True)
@@ -639,10 +755,7 @@ class MistralStandIn:
         conversation_id = request.match_info["conversation_id"]
         conv = self._conversations.get(conversation_id)
         if conv is None:
-            return _Reply(
-                404,
-                {"message": f"Conversation {conversation_id} not found", "type": "not_found"},
-            )
+            return _not_found("Conversation", conversation_id)
         inputs = _normalize_inputs(body.get("inputs"))
         confirmations = list(body.get("tool_confirmations") or [])
         self._check_tool_references(conv, inputs, confirmations)
@@ -652,15 +765,45 @@ class MistralStandIn:
         conversation_id = request.match_info["conversation_id"]
         conv = self._conversations.get(conversation_id)
         if conv is None:
-            return _Reply(
-                404,
-                {"message": f"Conversation {conversation_id} not found", "type": "not_found"},
-            )
+            return _not_found("Conversation", conversation_id)
         entries = copy.deepcopy(conv.entries)
         return _Reply(
             200,
             {"object": "conversation.history", "conversation_id": conv.id, "entries": entries},
         )
+
+    async def _get_agent(self, request: web.Request, body: dict[str, Any] | None) -> _Reply:
+        agent_id = request.match_info["agent_id"]
+        agent = self._agent_at(agent_id, request.query.get("agent_version"))
+        if agent is None:
+            return _not_found("Agent", agent_id)
+        return _Reply(200, copy.deepcopy(agent))
+
+    async def _update_agent(self, request: web.Request, body: dict[str, Any] | None) -> _Reply:
+        """Apply the non-null fields of an ``AgentUpdateRequest`` as a new version."""
+        assert body is not None
+        agent_id = request.match_info["agent_id"]
+        current = self.agents.get(agent_id)
+        if current is None:
+            return _not_found("Agent", agent_id)
+        updated = copy.deepcopy(current)
+        for key, value in body.items():
+            if value is not None:
+                updated[key] = copy.deepcopy(value)
+        if body.get("completion_args") is not None:
+            updated["completion_args"] = _completion_args(body["completion_args"])
+        version = max([*updated.get("versions", []), updated.get("version", 0)]) + 1
+        updated["version"] = version
+        updated["versions"] = [*updated.get("versions", []), version]
+        updated["version_message"] = body.get("version_message")
+        updated["updated_at"] = _now()
+
+        def commit() -> None:
+            self.agents[agent_id] = updated
+            self._agent_versions.setdefault(agent_id, {})[version] = copy.deepcopy(updated)
+            self.agent_updates.append((agent_id, copy.deepcopy(body)))
+
+        return _Reply(200, copy.deepcopy(updated), commit)
 
     def _check_tool_references(
         self, conv: _Conversation, inputs: list[Entry], confirmations: list[dict[str, Any]]
@@ -709,6 +852,7 @@ class MistralStandIn:
             tool_confirmations=copy.deepcopy(confirmations),
             instructions=conv.instructions,
             model=conv.model,
+            agent_id=conv.agent_id,
         )
         produced = self.script(turn)
         outputs = await produced if inspect.isawaitable(produced) else produced
