@@ -11,7 +11,14 @@ import httpx2
 import pytest
 from mistralai.client import Mistral
 from mistralai.client.errors import HTTPValidationError, SDKError
-from mistralai.client.models import FunctionResultEntry, InputEntries
+from mistralai.client.models import (
+    CompletionArgs,
+    FunctionResultEntry,
+    FunctionTool,
+    InputEntries,
+    UnknownAgentTool,
+    UpdateAgentRequestTool,
+)
 from mistralai.extra.exceptions import (
     DeferralReason,
     DeferredToolCallResponse,
@@ -323,3 +330,149 @@ async def test_unknown_tool_result_is_rejected(standin: MistralStandIn, client: 
         )
     assert len(standin.errors) == 1 and "unknown tool_call_id" in standin.errors[0]
     standin.errors.clear()
+
+
+def agent_tools(ctx: RunContext) -> list[UpdateAgentRequestTool]:
+    """The context's function tools, typed as ``agents.update_async`` wants them."""
+    return list(ctx.get_tools())
+
+
+async def register_tools(client: Mistral, agent_id: str, ctx: RunContext) -> None:
+    """What ``RunContext.prepare_agent_request`` does, with ``update_async``."""
+    agent = await client.beta.agents.get_async(agent_id=agent_id)
+    kept = [t for t in agent.tools or [] if not isinstance(t, FunctionTool | UnknownAgentTool)]
+    await client.beta.agents.update_async(agent_id=agent_id, tools=[*kept, *agent_tools(ctx)])
+
+
+async def test_agent_get_and_update(standin: MistralStandIn, client: Mistral) -> None:
+    agent_id = standin.create_agent(name="Bot", model=MODEL, instructions="Be nice.")
+    assert agent_id.startswith("ag_")
+    agent = await client.beta.agents.get_async(agent_id=agent_id)
+    assert (agent.id, agent.name, agent.model, agent.instructions) == (
+        agent_id,
+        "Bot",
+        MODEL,
+        "Be nice.",
+    )
+    assert (agent.version, agent.versions, agent.tools) == (0, [0], [])
+
+    updated = await client.beta.agents.update_async(
+        agent_id=agent_id,
+        tools=agent_tools(weather_ctx()),
+        completion_args=CompletionArgs(temperature=0.2),
+    )
+    assert (updated.version, updated.versions) == (1, [0, 1])
+    assert updated.updated_at >= agent.updated_at and updated.created_at == agent.created_at
+    assert [t.function.name for t in updated.tools or [] if t.type == "function"] == ["get_weather"]
+    assert updated.completion_args is not None
+    assert updated.completion_args.temperature == 0.2
+    assert updated.instructions == "Be nice."
+    [(updated_id, body)] = standin.agent_updates
+    assert updated_id == agent_id
+    assert [t["function"]["name"] for t in body["tools"]] == ["get_weather"]
+    assert standin.agents[agent_id]["version"] == 1
+
+    current = await client.beta.agents.get_async(agent_id=agent_id)
+    assert current.version == 1 and len(current.tools or []) == 1
+    first = await client.beta.agents.get_async(agent_id=agent_id, agent_version=0)
+    assert first.version == 0 and first.tools == []
+    assert [(r.method, r.status) for r in standin.requests] == [
+        ("GET", 200),
+        ("PATCH", 200),
+        ("GET", 200),
+        ("GET", 200),
+    ]
+    assert standin.errors == []
+
+
+async def test_unknown_agent_is_404(standin: MistralStandIn, client: Mistral) -> None:
+    with pytest.raises(SDKError) as info:
+        await client.beta.agents.get_async(agent_id="ag_missing")
+    assert info.value.status_code == 404
+    assert "Agent ag_missing not found" in info.value.body
+    with pytest.raises(SDKError) as info:
+        await client.beta.agents.update_async(agent_id="ag_missing", name="x")
+    assert info.value.status_code == 404
+    with pytest.raises(SDKError) as info:
+        await client.beta.conversations.start_async(agent_id="ag_missing", inputs="hi")
+    assert info.value.status_code == 404
+    agent_id = standin.create_agent()
+    with pytest.raises(SDKError) as info:
+        await client.beta.agents.get_async(agent_id=agent_id, agent_version=7)
+    assert info.value.status_code == 404
+    assert standin.conversation_ids == [] and standin.agent_updates == []
+    assert standin.errors == []
+
+
+async def test_agent_conversation_uses_agent_model_and_tools(
+    standin: MistralStandIn, client: Mistral
+) -> None:
+    seen: list[ModelTurn] = []
+
+    def script(turn: ModelTurn) -> list[dict[str, Any]]:
+        seen.append(turn)
+        if turn.function_results():
+            return [message("Done")]
+        return [function_call("get_weather", {"city": "Lyon"})]
+
+    standin.script = script
+    agent_id = standin.create_agent(model=MODEL, instructions="Use tools.")
+    await register_tools(client, agent_id, weather_ctx())
+    started = await client.beta.conversations.start_async(agent_id=agent_id, inputs="hi")
+    [call] = started.outputs
+    assert call.type == "function.call"
+    assert (call.agent_id, call.model) == (agent_id, MODEL)
+    [turn] = seen
+    assert (turn.model, turn.agent_id, turn.instructions) == (MODEL, agent_id, "Use tools.")
+    assert [t["function"]["name"] for t in turn.tools] == ["get_weather"]
+
+    result: list[InputEntries] = [
+        FunctionResultEntry(tool_call_id=str(call.tool_call_id), result="Sunny")
+    ]
+    done = await client.beta.conversations.append_async(
+        conversation_id=started.conversation_id, inputs=result
+    )
+    [reply] = done.outputs
+    assert reply.type == "message.output" and reply.content == "Done"
+    assert seen[1].tools == turn.tools and seen[1].model == MODEL
+    assert standin.errors == []
+
+
+async def test_agent_conversation_pins_agent_version(
+    standin: MistralStandIn, client: Mistral
+) -> None:
+    seen: list[ModelTurn] = []
+
+    def script(turn: ModelTurn) -> list[dict[str, Any]]:
+        seen.append(turn)
+        return [message("ok")]
+
+    standin.script = script
+    agent_id = standin.create_agent(model=MODEL)
+    await register_tools(client, agent_id, weather_ctx())
+    await client.beta.conversations.start_async(agent_id=agent_id, agent_version=0, inputs="a")
+    await client.beta.conversations.start_async(agent_id=agent_id, inputs="b")
+    assert [len(t.tools) for t in seen] == [0, 1]
+    assert standin.errors == []
+
+
+def test_create_agent_rejects_invalid_agent(standin: MistralStandIn) -> None:
+    with pytest.raises(ValueError, match="not a valid Agent"):
+        standin.create_agent(tools=[{"type": "function", "function": {}}])
+    assert standin.agents == {}
+
+
+async def test_agent_contract_violations_are_recorded(standin: MistralStandIn) -> None:
+    agent_id = standin.create_agent()
+    headers = {"Authorization": "Bearer test"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        url = f"{standin.url}/v1/agents/{agent_id}"
+        async with session.patch(url, json={"bogus": 1}) as resp:
+            assert resp.status == 422
+        payload = {"agent_id": agent_id, "model": MODEL, "inputs": "hi"}
+        async with session.post(f"{standin.url}/v1/conversations", json=payload) as resp:
+            assert resp.status == 422
+    assert len(standin.errors) == 2
+    assert "AgentUpdateRequest" in standin.errors[0]
+    assert "mutually exclusive" in standin.errors[1]
+    assert standin.agents[agent_id]["version"] == 0 and standin.agent_updates == []

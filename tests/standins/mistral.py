@@ -372,6 +372,7 @@ _DEFAULT_COMPLETION_ARGS: dict[str, Any] = {
     "prediction": None,
     "response_format": None,
     "tool_choice": "auto",
+    "reasoning_effort": None,
 }
 
 
