@@ -17,6 +17,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from bot import policy_cli
 from bot.config import BotConfig, load_config
 from bot.errors import ConfigError
+from bot.mcp_servers import load_mcp_servers
 from bot.server_tools import load_server_tools
 from bot.services import Services, open_services
 from bot.settings import Mode, Settings, load_settings
@@ -48,6 +49,7 @@ def load(mode: Mode, config_file: Path | None = None) -> tuple[Settings, BotConf
     config = load_config(path)
     tools = load_tools(config, path)
     load_server_tools(config, path)  # a missing credential stops start-up here
+    load_mcp_servers(config, path)
     return settings, config, tools
 
 

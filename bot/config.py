@@ -236,10 +236,49 @@ class BuiltinConfig(_Section):
         return self
 
 
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class MCPServerConfig(_Section):
+    """An MCP server whose tools the bot runs: a local command (stdio) or a remote URL."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    command: str | None = Field(default=None, min_length=1)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    transport: Literal["streamable-http", "sse"] = "streamable-http"
+    #: header name -> the environment variable holding its value (tokens stay out of the file)
+    headers_from_env: dict[str, EnvName] = Field(default_factory=dict)
+    tool_configuration: ToolConfigurationConfig = Field(default_factory=ToolConfigurationConfig)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> MCPServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError(
+                "give exactly one of command (a local stdio server) and url (a remote one); "
+                "fix: keep one of them"
+            )
+        if self.command is not None and self.headers_from_env:
+            raise ValueError("headers_from_env is for url servers; fix: remove it")
+        if self.url is not None and (self.args or self.env):
+            raise ValueError("args and env are for command servers; fix: remove them")
+        return self
+
+
 class ToolsConfig(_Section):
     functions: list[FunctionToolConfig] = Field(default_factory=list)
     connectors: list[ConnectorConfig] = Field(default_factory=list)
     builtins: list[BuiltinConfig] = Field(default_factory=list)
+    mcp_servers: list[MCPServerConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_servers(self) -> ToolsConfig:
+        names = [server.name for server in self.mcp_servers]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"MCP server names repeat: {', '.join(repeated)}; fix: rename")
+        return self
 
 
 class BotConfig(_Section):

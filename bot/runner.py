@@ -26,8 +26,9 @@ from mistralai.extra.exceptions import (
 from mistralai.extra.run.context import AgentRequestKwargs, RunContext
 
 from bot.approval import ApprovalRequest
-from bot.config import BotConfig
+from bot.config import BotConfig, MCPServerConfig
 from bot.errors import UpstreamError
+from bot.mcp_servers import MCPServers
 from bot.policy import Holds
 from bot.server_tools import ServerTool
 from bot.settings import Settings
@@ -118,6 +119,7 @@ class AgentRunner:
         config: BotConfig,
         tools: Sequence[Tool],
         server_tools: Sequence[ServerTool] = (),
+        mcp_servers: MCPServers | None = None,
         *,
         run_timeout_s: float = 600.0,
     ) -> None:
@@ -126,6 +128,7 @@ class AgentRunner:
         self.config = config
         self.tools = tuple(tools)
         self.server_tools = tuple(server_tools)
+        self.mcp_servers = mcp_servers
 
     async def send(
         self, conversation_id: str | None, text: str, deferring: Holds | None = None
@@ -167,6 +170,18 @@ class AgentRunner:
         local = [tool.name for tool in self.tools]
         return {"tools": [tool.declaration(deferring, local) for tool in self.server_tools]}
 
+    async def _register_mcp_servers(self, run_ctx: RunContext, deferring: Holds | None) -> None:
+        """Lend every running MCP server to the run; one that fails is left out, and logged."""
+        if self.mcp_servers is None:
+            return
+        for server in await self.mcp_servers.available():
+            try:
+                names = [tool.function.name for tool in await server.live_tools()]
+                configuration = mcp_tool_configuration(server.config, names, deferring)
+                await run_ctx.register_mcp_client(server, tool_configuration=configuration)
+            except Exception as error:  # the server died: run without its tools this time
+                logger.error("MCP server %s left out of this run: %r", server.name, error)
+
     async def _run(
         self, conversation_id: str | None, inputs: list[Any], deferring: Holds | None
     ) -> Outcome:
@@ -181,6 +196,7 @@ class AgentRunner:
                 tool.register(
                     run_ctx, requires_confirmation=deferring(tool.name) if deferring else None
                 )
+            await self._register_mcp_servers(run_ctx, deferring)
             try:
                 # A bound on the whole run: the SDK loops while the model keeps calling tools.
                 async with asyncio.timeout(self.run_timeout_s):
@@ -219,6 +235,23 @@ class AgentRunner:
                 ) from error
         text = result.output_as_text if result.output_entries else ""
         return Answer(result.conversation_id or run_ctx.conversation_id or "", text)
+
+
+def mcp_tool_configuration(
+    config: MCPServerConfig, names: Sequence[str], deferring: Holds | None
+) -> dict[str, list[str]]:
+    """``register_mcp_client``'s filter, and which of the server's tools wait for a decision."""
+    filters = config.tool_configuration
+    configuration: dict[str, list[str]] = {}
+    if filters.include is not None:
+        configuration["include"] = list(filters.include)
+    if filters.exclude is not None:
+        configuration["exclude"] = list(filters.exclude)
+    marked = set(filters.requires_confirmation)
+    configuration["requires_confirmation"] = [
+        name for name in names if (deferring(name) if deferring else name in marked)
+    ]
+    return configuration
 
 
 def _short(text: str, limit: int = 200) -> str:

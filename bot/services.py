@@ -16,6 +16,7 @@ from bot.config import BotConfig
 from bot.console import Console
 from bot.directory import Directory
 from bot.gatekeeper import Gatekeeper
+from bot.mcp_servers import load_mcp_servers
 from bot.policy import Policy
 from bot.policy_store import PolicyStore
 from bot.redis_server import EmbeddedRedis
@@ -65,13 +66,20 @@ async def open_services(
         # Registered last, so it closes first: running work finishes while Redis is still up.
         stack.push_async_callback(worker.close)
         server_tools = load_server_tools(config, settings.bot_config)
+        mcp_servers = load_mcp_servers(config, settings.bot_config)
+        stack.push_async_callback(mcp_servers.aclose)
+        await mcp_servers.start_all()
         marked = [tool.name for tool in tools if tool.requires_confirmation]
-        policy = Policy(config, marked=[*marked, *marked_names(server_tools)])
+        marked += marked_names(server_tools)
+        marked += [
+            n for s in config.tools.mcp_servers for n in s.tool_configuration.requires_confirmation
+        ]
+        policy = Policy(config, marked=marked)
         policy_store = PolicyStore(client)
         directory = Directory(store, chat, policy)
         audit = AuditLog(client, settings.audit_retention_days)
         gatekeeper = Gatekeeper(policy, policy_store, directory, audit)
-        runner = AgentRunner(mistral, config, tools, server_tools)
+        runner = AgentRunner(mistral, config, tools, server_tools, mcp_servers)
         assistant = Assistant(store, runner, chat, gatekeeper, worker)
         console = Console(store, gatekeeper)
         bolt = build_bolt_app(

@@ -94,21 +94,33 @@ def _guarded(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
 
     @functools.wraps(function)
     async def run_tool(**arguments: Any) -> Any:
-        approved = _approved_calls.get()
-        key = (function.__name__, canonical_arguments(arguments))
-        tool_call_id = approved.tool_call_ids.get(key) if approved else None
-        if approved is None or tool_call_id is None:
-            return await _call(function, arguments)
-        stored = await approved.ledger.stored_result(tool_call_id)
-        if stored is not None:
-            logger.info("tool %s call %s ran before; reusing its result", key[0], tool_call_id)
-            return stored
-        result = await _call(function, arguments)
-        text = result if isinstance(result, str) else json.dumps(result, default=str)
-        await approved.ledger.store_result(tool_call_id, text)
-        return text
+        return await run_once(function.__name__, arguments, lambda: _call(function, arguments))
 
     return run_tool
+
+
+async def run_once(
+    name: str, arguments: Mapping[str, Any], execute: Callable[[], Awaitable[Any]]
+) -> Any:
+    """Run a tool call; an approved call (during a resume) runs at most once.
+
+    The result of an approved call is stored by its ``tool_call_id`` before the conversation
+    resumes, so a retried resume returns the stored result instead of acting again.
+    """
+    approved = _approved_calls.get()
+    tool_call_id = (
+        approved.tool_call_ids.get((name, canonical_arguments(arguments))) if approved else None
+    )
+    if approved is None or tool_call_id is None:
+        return await execute()
+    stored = await approved.ledger.stored_result(tool_call_id)
+    if stored is not None:
+        logger.info("tool %s call %s ran before; reusing its result", name, tool_call_id)
+        return stored
+    result = await execute()
+    text = result if isinstance(result, str) else json.dumps(result, default=str)
+    await approved.ledger.store_result(tool_call_id, text)
+    return text
 
 
 async def _call(function: Callable[..., Any], arguments: dict[str, Any]) -> Any:
