@@ -295,15 +295,8 @@ class Assistant:
                 duration_s=duration_s,
                 approval_id=request.id,
             )
-            await self.audit.record(
-                "grant_created",
-                actor=user_id,
-                approval_id=request.id,
-                requester=grant.requester_id,
-                tool=grant.tool,
-                arguments=grant.arguments,
-                grant_id=grant.id,
-                detail=f"until {grant.expires_at:.0f}",
+            await self.audit.record_grant(
+                "grant_created", actor=user_id, grant=grant, detail=f"until {grant.expires_at:.0f}"
             )
 
     async def _refresh_card(self, approval_id: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import redis.asyncio as redis
 
 from bot import keys
+from bot.policy import Grant
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,21 @@ class AuditLog:
             entry.get("tool", "-"),
         )
         return _text(entry_id)
+
+    async def record_grant(
+        self, event: str, *, actor: str, grant: Grant, detail: str | None = None
+    ) -> str:
+        """A grant created or revoked, with what it covers."""
+        return await self.record(
+            event,
+            actor=actor,
+            grant_id=grant.id,
+            tool=grant.tool,
+            requester=grant.requester_id,
+            approval_id=grant.approval_id,
+            arguments=grant.arguments,
+            detail=detail,
+        )
 
     async def entries(
         self, since: float | None = None, until: float | None = None, count: int | None = None

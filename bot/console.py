@@ -82,14 +82,7 @@ class Console:
         await self.require_admin(user_id)
         grant = await self.policy_store.revoke_grant(grant_id)
         if grant is not None:
-            await self.audit.record(
-                "grant_revoked",
-                actor=user_id,
-                grant_id=grant.id,
-                tool=grant.tool,
-                requester=grant.requester_id,
-                approval_id=grant.approval_id,
-            )
+            await self.audit.record_grant("grant_revoked", actor=user_id, grant=grant)
         return grant
 
     async def set_override(self, user_id: str, tool: str, effect: Effect) -> Override:

@@ -62,6 +62,12 @@ def explain(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     return captured.out
 
 
+def explain_flight(capsys: pytest.CaptureFixture[str], *extra: str) -> str:
+    """``policy explain`` for a 900 EUR flight asked by U0REQ, with ``extra`` options."""
+    flight = ("--tool", "book_flight", "--args", '{"price": 900}', "--user", "U0REQ")
+    return explain(capsys, *flight, *extra)
+
+
 # -- policy check ---------------------------------------------------------------------------
 def test_policy_check_lists_the_rules_in_order(
     config: Path, capsys: pytest.CaptureFixture[str]
@@ -154,17 +160,7 @@ def test_policy_check_reports_a_tool_that_does_not_import(
 def test_an_expensive_flight_asks_finance_and_the_cfo(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = explain(
-        capsys,
-        "--tool",
-        "book_flight",
-        "--args",
-        '{"price": 900}',
-        "--user",
-        "U0REQ",
-        "--channel",
-        "C0CHAT",
-    )
+    out = explain_flight(capsys, "--channel", "C0CHAT")
     assert 'Call: book_flight {"price": 900}\n' in out
     assert "Requester: U0REQ (admin: no; user groups from --usergroups: none)\n" in out
     assert "Channel: C0CHAT\n" in out
@@ -237,18 +233,7 @@ def test_admins_and_usergroups_are_shown(config: Path, capsys: pytest.CaptureFix
 
 
 def test_explain_as_json(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = explain(
-        capsys,
-        "--tool",
-        "book_flight",
-        "--args",
-        '{"price": 900}',
-        "--user",
-        "U0REQ",
-        "--usergroups",
-        "S0FINANCE",
-        "--json",
-    )
+    out = explain_flight(capsys, "--usergroups", "S0FINANCE", "--json")
     data = json.loads(out)
     assert data["decision"] == "ask"
     assert data["rule"] == "rule 1 (book_flight)"

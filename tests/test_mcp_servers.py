@@ -114,15 +114,21 @@ async def test_the_policy_lets_a_small_mcp_refund_and_a_read_run_without_a_card(
 
 
 async def test_the_server_starts_once_and_is_reused_across_conversations(
-    bot: BotUnderTest,
+    bot: BotUnderTest, calls_file: Path
 ) -> None:
     bot.mistral.script = orders_script
     [server] = bot.services.assistant.runner.mcp_servers.servers  # type: ignore[union-attr]
     owner = server._owner
-    for _ in range(3):
+
+    def answers() -> int:
+        return bot.slack.count("chat.update", lambda u: "shipped" in all_text(u))
+
+    for turn in range(1, 4):
         await bot.send.mention("where is order 42")
-        await bot.settled()
+        await bot.slack.wait_for("chat.update", lambda a, n=turn: answers() >= n)
+    await bot.settled()
     assert server.running and server._owner is owner
+    assert [call["tool"] for call in executed(calls_file)] == ["lookup_order"] * 3
 
 
 async def test_a_server_that_died_is_restarted_on_the_next_run(

@@ -112,11 +112,18 @@ def cards(bot: BotUnderTest) -> list[dict[str, Any]]:
     return [a for a in bot.slack.calls_to("chat.postMessage") if a.get("channel") == APPROVALS]
 
 
-async def answer(bot: BotUnderTest, text: str) -> dict[str, Any]:
-    """The requester's thread once the agent answered with ``text`` (posted or updated)."""
+async def answer(bot: BotUnderTest, text: str, nth: int = 1) -> dict[str, Any]:
+    """The requester's thread once the agent answered with ``text`` (posted or updated) for
+    the ``nth`` time: an earlier identical answer must not count as this one."""
+
+    def total() -> int:
+        return sum(
+            bot.slack.count(method, lambda a: text in all_text(a))
+            for method in ("chat.update", "chat.postMessage")
+        )
 
     def answered(args: dict[str, Any]) -> bool:
-        return text in all_text(args)
+        return text in all_text(args) and total() >= nth
 
     done = asyncio.ensure_future(bot.slack.wait_for("chat.update", answered))
     posted = asyncio.ensure_future(bot.slack.wait_for("chat.postMessage", answered))
@@ -327,7 +334,7 @@ async def test_approve_for_an_hour_lets_the_next_call_run_without_a_card(
     assert await bot.redis.ttl(keys.grant(grant_id)) > 3500
 
     await bot.send.mention("note: coffee at four")
-    await answer(bot, "Done: sent")
+    await answer(bot, "Done: sent", nth=2)
     assert [r["text"] for r in agent_tools.runs_of("send_note")] == [
         "lunch at noon",
         "coffee at four",
@@ -454,6 +461,13 @@ async def test_approvals_without_arguments_explains_itself(bot: BotUnderTest) ->
     assert "/approvals pending" in help_text and "Admins only" in help_text
 
 
+async def open_home(bot: BotUnderTest, user: str) -> dict[str, Any]:
+    """Open ``user``'s App Home tab; the view the bot published."""
+    await bot.send.home_opened(user)
+    published = await bot.slack.wait_for("views.publish", lambda a: a["user_id"] == user)
+    return dict(published["view"])
+
+
 # -- App Home --------------------------------------------------------------------------------
 async def test_app_home_shows_an_approver_what_they_can_decide_with_working_buttons(
     bot: BotUnderTest,
@@ -461,9 +475,7 @@ async def test_app_home_shows_an_approver_what_they_can_decide_with_working_butt
     await bot.send.mention("buy laptops for 900")
     approval_id = await bot.approval_id()
 
-    await bot.send.home_opened(CFO)
-    published = await bot.slack.wait_for("views.publish", lambda a: a["user_id"] == CFO)
-    home = published["view"]
+    home = await open_home(bot, CFO)
     assert home["type"] == "home"
     assert "Waiting for your decision* (1)" in all_text(home)
     assert button_value(home, "approval_approve") == approval_id
@@ -485,9 +497,7 @@ async def test_app_home_shows_a_requester_their_requests_and_outcomes(
     await bot.send.mention("note: pending one")
     await bot.card()
 
-    await bot.send.home_opened(REQUESTER)
-    published = await bot.slack.wait_for("views.publish", lambda a: a["user_id"] == REQUESTER)
-    text = all_text(published["view"])
+    text = all_text(await open_home(bot, REQUESTER))
     assert "Your recent requests" in text
     assert "`send_note`" in text and "waiting for a decision" in text
     assert "`delete_note`" in text and "denied by the policy" in text
@@ -496,8 +506,6 @@ async def test_app_home_shows_a_requester_their_requests_and_outcomes(
 async def test_app_home_for_someone_with_nothing_to_do(bot: BotUnderTest) -> None:
     await bot.send.mention("buy laptops for 900")
     await bot.card()
-    await bot.send.home_opened(OUTSIDER)
-    published = await bot.slack.wait_for("views.publish", lambda a: a["user_id"] == OUTSIDER)
-    text = all_text(published["view"])
+    text = all_text(await open_home(bot, OUTSIDER))
     assert "Nothing is waiting for your decision" in text
     assert "have not asked" in text

@@ -276,14 +276,14 @@ async def test_concurrent_deliveries_of_one_event_are_seen_first_once(store: Sto
 
 
 # -- schema 1, requests decided by policy, the requester's list ------------------------------
-async def test_a_schema_1_approval_is_read_with_a_gate_from_its_channel(
-    store: Store, redis_client: aioredis.Redis
+async def write_schema_1(
+    redis_client: aioredis.Redis, request: ApprovalRequest, **record_fields: Any
 ) -> None:
-    request = approval()
+    """Store ``request`` as a schema-1 approval (one channel, no gate, votes or verdicts)."""
     record = json.loads(request.to_json())
     del record["gate"], record["votes"]
-    record["allow_self_approval"] = True
-    for call in record["calls"]:  # schema 1 had no per-call verdicts
+    record.update(record_fields)
+    for call in record["calls"]:
         del call["auto"], call["rule"], call["note"]
     await redis_client.hset(
         keys.approval(request.id),
@@ -299,6 +299,13 @@ async def test_a_schema_1_approval_is_read_with_a_gate_from_its_channel(
         },
     )
     await redis_client.zadd(keys.PENDING_ZSET, {request.id: request.created_at})
+
+
+async def test_a_schema_1_approval_is_read_with_a_gate_from_its_channel(
+    store: Store, redis_client: aioredis.Redis
+) -> None:
+    request = approval()
+    await write_schema_1(redis_client, request, allow_self_approval=True)
     stored = await store.get_approval(request.id)
     assert stored.gate is not None
     assert stored.gate.requirements == (Approvers(channel="C0APPROVALS"),)
@@ -315,12 +322,7 @@ async def test_a_schema_1_approval_without_the_self_approval_flag_forbids_it(
     store: Store, redis_client: aioredis.Redis
 ) -> None:
     request = approval()
-    record = json.loads(request.to_json())
-    del record["gate"], record["votes"]
-    await redis_client.hset(
-        keys.approval(request.id),
-        mapping={"v": 1, "record": json.dumps(record), "status": "pending", "resume": "waiting"},
-    )
+    await write_schema_1(redis_client, request)
     stored = await store.get_approval(request.id)
     assert stored.gate == Gate((Approvers(channel="C0APPROVALS"),), allow_self_approval=False)
 
@@ -329,13 +331,7 @@ async def test_a_schema_1_approval_can_still_be_decided(
     store: Store, redis_client: aioredis.Redis
 ) -> None:
     request = approval()
-    record = json.loads(request.to_json())
-    del record["gate"], record["votes"]
-    await redis_client.hset(
-        keys.approval(request.id),
-        mapping={"v": 1, "record": json.dumps(record), "status": "pending", "decision": ""},
-    )
-    await redis_client.zadd(keys.PENDING_ZSET, {request.id: request.created_at})
+    await write_schema_1(redis_client, request)
     stored = await store.get_approval(request.id)
     ballot = await store.vote(stored, Decision(Status.APPROVED, "UMANAGER", time.time()))
     assert ballot.decided
