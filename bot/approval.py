@@ -18,7 +18,7 @@ from mistralai.extra.exceptions import (
     DeferredToolCallsException,
 )
 
-from bot.errors import NotAllowed
+from bot.errors import AlreadyDecided, NotAllowed
 from bot.policy import Approvers, Gate
 
 
@@ -26,6 +26,7 @@ class Status(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
     DENIED = "denied"
+    MIXED = "mixed"  # a request only: some calls approved, others denied
 
 
 class Auto(StrEnum):
@@ -78,13 +79,24 @@ class ToolCall:
     auto: Auto | None = None  # None: a person decides
     rule: str = ""  # the policy rule that decided or routed it
     note: str | None = None  # deny reason, grant id, or a condition that could not be evaluated
+    gate: Gate | None = None  # who decides it, when a person does
+    #: the parameter JSON schema the model saw, kept when approvers may edit the arguments
+    parameters: dict[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def editable(self) -> bool:
+        """Whether an approver may change the arguments (server-side calls cannot be)."""
+        return (
+            self.auto is None
+            and not self.server_side
+            and self.gate is not None
+            and self.gate.allow_edit
+            and self.parameters is not None
+        )
 
     def pretty_arguments(self) -> str:
         """The arguments as indented JSON, or verbatim if the model sent something else."""
-        try:
-            return json.dumps(json.loads(self.arguments), indent=2, ensure_ascii=False)
-        except ValueError:
-            return self.arguments
+        return _pretty(self.arguments)
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,70 @@ class Vote:
     at: float
 
 
+@dataclass(frozen=True)
+class Edit:
+    """A person's change to a call's arguments, made when approving it."""
+
+    arguments: str  # what the call runs with (JSON)
+    override: dict[str, Any]  # the changed keys: the SDK's ``override_args``
+    user_id: str
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Edit:
+        return cls(
+            str(data["arguments"]),
+            dict(data.get("override") or {}),
+            str(data["user_id"]),
+            float(data["at"]),
+        )
+
+    def pretty_arguments(self) -> str:
+        return _pretty(self.arguments)
+
+
+@dataclass(frozen=True)
+class CallDecision:
+    """Where a person's decision on one call stands."""
+
+    status: Status = Status.PENDING  # pending, approved or denied
+    votes: tuple[Vote, ...] = ()
+    user_id: str = ""  # who decided: the approval that reached the quorum, or the denier
+    at: float = 0.0
+    reason: str | None = None  # a denier's reason
+    edit: Edit | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form; the edit is JSON text, opaque to the Lua scripts (whose JSON
+        library would round numbers in the arguments)."""
+        return {
+            "status": self.status.value,
+            "votes": [{"user_id": v.user_id, "at": v.at} for v in self.votes],
+            "user_id": self.user_id,
+            "at": self.at,
+            "reason": self.reason,
+            "edit": json.dumps(self.edit.to_dict(), ensure_ascii=False) if self.edit else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CallDecision:
+        edit = data.get("edit")
+        votes = data.get("votes") or []  # Lua's cjson writes an empty list as {}
+        return cls(
+            status=Status(data.get("status") or Status.PENDING),
+            votes=tuple(Vote(str(v["user_id"]), float(v["at"])) for v in votes)
+            if isinstance(votes, list)
+            else (),
+            user_id=str(data.get("user_id") or ""),
+            at=float(data.get("at") or 0.0),
+            reason=data.get("reason") or None,
+            edit=Edit.from_dict(json.loads(edit)) if isinstance(edit, str) and edit else None,
+        )
+
+
 def new_approval_id() -> str:
     return secrets.token_hex(12)
 
@@ -127,7 +203,12 @@ def excerpt(text: str, limit: int = 280) -> str:
 
 @dataclass(frozen=True)
 class ApprovalRequest:
-    """A deferral waiting for (or past) a human decision."""
+    """A deferral: its calls, each decided by the policy or waiting for (or past) people.
+
+    ``decisions`` runs parallel to ``calls``. A call the policy decided is approved or denied
+    from the start; every other waits for its own approvers (``call.gate``). The request is
+    decided (``status``/``decision``) when its last call is.
+    """
 
     id: str
     thread: ThreadRef
@@ -136,11 +217,11 @@ class ApprovalRequest:
     calls: tuple[ToolCall, ...]
     deferral: dict[str, Any]  # DeferredToolCallsException.to_dict()
     approvals_channel: str  # where the card goes
-    gate: Gate | None  # who decides the calls a person must decide; None if none must
     created_at: float
+    decisions: tuple[CallDecision, ...] = ()
     status: Status = Status.PENDING
-    decision: Decision | None = None
-    votes: tuple[Vote, ...] = ()
+    decision: Decision | None = None  # set with the last call's decision
+    revision: int = 0  # bumped by every edit: a click on an older card is refused
     card: MessageRef | None = None
     card_link: str | None = None
     resume: Resume = Resume.WAITING
@@ -148,6 +229,12 @@ class ApprovalRequest:
     placeholder: MessageRef | None = None  # the requester-thread message to update
     follow_up_id: str | None = None  # the next approval, when the resumed run deferred again
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.decisions:
+            object.__setattr__(self, "decisions", tuple(_initial(call) for call in self.calls))
+        if len(self.decisions) != len(self.calls):
+            raise ValueError(f"approval {self.id}: {len(self.calls)} calls, decisions differ")
 
     @classmethod
     def from_deferral(
@@ -157,11 +244,10 @@ class ApprovalRequest:
         thread: ThreadRef,
         requester: Requester,
         approvals_channel: str,
-        gate: Gate | None,
         calls: Sequence[ToolCall] | None = None,
         placeholder: MessageRef | None = None,
     ) -> ApprovalRequest:
-        """A request for ``deferred``; ``calls`` as screened by the policy (default: all ask)."""
+        """A request for ``deferred``; ``calls`` as screened by the policy."""
         return cls(
             id=new_approval_id(),
             thread=thread,
@@ -170,7 +256,6 @@ class ApprovalRequest:
             calls=tuple(calls) if calls is not None else calls_of(deferred),
             deferral=dict(deferred.to_dict()),
             approvals_channel=approvals_channel,
-            gate=gate,
             created_at=time.time(),
             placeholder=placeholder,
         )
@@ -180,98 +265,170 @@ class ApprovalRequest:
         return [call.name for call in self.calls]
 
     @property
-    def asked_calls(self) -> list[ToolCall]:
-        """The calls a person decides (the others the policy decided)."""
-        return [call for call in self.calls if call.auto is None]
+    def asked(self) -> list[int]:
+        """Indices of the calls a person decides (the policy decided the others)."""
+        return [index for index, call in enumerate(self.calls) if call.auto is None]
 
     @property
-    def quorum(self) -> int:
-        return self.gate.quorum if self.gate else 1
+    def asked_calls(self) -> list[ToolCall]:
+        return [self.calls[index] for index in self.asked]
+
+    @property
+    def undecided(self) -> list[int]:
+        """Indices of the calls still waiting for people."""
+        return [i for i in self.asked if self.decisions[i].status is Status.PENDING]
+
+    @property
+    def gates(self) -> list[Gate]:
+        """The distinct gates of the calls people decide, in call order."""
+        found: list[Gate] = []
+        for call in self.asked_calls:
+            if call.gate is not None and call.gate not in found:
+                found.append(call.gate)
+        return found
 
     @property
     def voters(self) -> set[str]:
-        return {vote.user_id for vote in self.votes}
+        return {vote.user_id for d in self.decisions for vote in d.votes}
 
-    def check_may_decide(self, user_id: str, approvers: set[str]) -> None:
-        """Raise NotAllowed unless ``user_id`` may decide this request now."""
-        allow_self = self.gate.allow_self_approval if self.gate else False
-        if user_id == self.requester.user_id and not allow_self:
+    @property
+    def edited(self) -> list[int]:
+        return [i for i, d in enumerate(self.decisions) if d.edit is not None]
+
+    @property
+    def deciders(self) -> list[str]:
+        """Everyone who approved or denied a call, in order of first decision."""
+        people: list[str] = []
+        for d in self.decisions:
+            for user in [v.user_id for v in d.votes] + [d.user_id]:
+                if user and user not in people:
+                    people.append(user)
+        return people
+
+    def call_index(self, tool_call_id: str) -> int | None:
+        return next((i for i, c in enumerate(self.calls) if c.tool_call_id == tool_call_id), None)
+
+    def arguments_of(self, index: int) -> str:
+        """What the call runs with: the edited arguments, else the model's."""
+        edit = self.decisions[index].edit
+        return edit.arguments if edit else self.calls[index].arguments
+
+    def check_may_decide(
+        self, user_id: str, index: int, approvers: set[str], *, voting: bool = True
+    ) -> None:
+        """Raise NotAllowed (or AlreadyDecided) unless ``user_id`` may decide call ``index``
+        now. ``voting``: an approval, which counts once per person (a deny or an edit may
+        follow one's own approval)."""
+        if index not in self.asked:
+            raise NotAllowed(self.id, user_id, "That call is not one a person decides.")
+        call, decision = self.calls[index], self.decisions[index]
+        if decision.status is not Status.PENDING:
+            raise AlreadyDecided(self.id, f"{decision.status.value}", decision.user_id or None)
+        gate = call.gate
+        if user_id == self.requester.user_id and not (gate and gate.allow_self_approval):
             raise NotAllowed(
                 self.id, user_id, "You asked for this action, so someone else must approve it."
             )
         if user_id not in approvers:
             raise NotAllowed(
-                self.id, user_id, "You are not one of this request's approvers.", self.gate
+                self.id, user_id, f"You are not one of the approvers of `{call.name}`.", gate
             )
-        if user_id in self.voters:
-            missing = self.quorum - len(self.votes)
+        if voting and user_id in {vote.user_id for vote in decision.votes}:
+            missing = (gate.quorum if gate else 1) - len(decision.votes)
             raise NotAllowed(
                 self.id,
                 user_id,
-                f"You approved this request already; it needs {missing} more approval"
+                f"You approved `{call.name}` already; it needs {missing} more approval"
                 f"{'s' if missing != 1 else ''} from someone else.",
             )
 
     def responses(self) -> list[Any]:
         """The inputs that resume the conversation: executed results, then each decided call."""
-        if self.decision is None:
-            raise ValueError(f"approval {self.id} has no decision")
+        if self.status is Status.PENDING:
+            raise ValueError(f"approval {self.id} is not decided")
         deferred = DeferredToolCallsException.from_dict(self.deferral)  # type: ignore[arg-type]
-        screened = {call.tool_call_id: call for call in self.calls}
         responses: list[DeferredToolCallResponse] = []
         for call in deferred.deferred_calls:
-            mine = screened.get(call.tool_call_id)
-            auto = mine.auto if mine else None
-            if auto is Auto.DENY:
-                assert mine is not None
-                responses.append(call.reject(mine.note or "Denied by the approval policy."))
-            elif auto in (Auto.ALLOW, Auto.GRANT) or self.decision.status is Status.APPROVED:
-                responses.append(call.confirm())
+            index = self.call_index(call.tool_call_id)
+            if index is None:  # not in the record: nobody approved it
+                responses.append(call.reject("Nobody approved this action. Do not retry it."))
+                continue
+            decision = self.decisions[index]
+            if decision.status is Status.APPROVED:
+                edit = decision.edit
+                responses.append(call.confirm(edit.override if edit and edit.override else None))
             else:
-                responses.append(call.reject(self.rejection_message()))
+                responses.append(call.reject(self.rejection_message(index)))
         return [*deferred.executed_results, *responses]
 
-    def rejection_message(self) -> str:
-        """What the model reads when the call was denied."""
-        assert self.decision is not None
-        if self.decision.reason:
-            return self.decision.reason
+    def rejection_message(self, index: int) -> str:
+        """What the model reads when call ``index`` was denied."""
+        call, decision = self.calls[index], self.decisions[index]
+        if call.auto is Auto.DENY:
+            return call.note or "Denied by the approval policy."
+        if decision.reason:
+            return decision.reason
         return "A person denied this action without giving a reason. Do not retry it."
 
-    def decided(self, decision: Decision, votes: Sequence[Vote] | None = None) -> ApprovalRequest:
+    def edit_note(self, index: int) -> str | None:
+        """What the model reads before the result of a call a person edited."""
+        edit = self.decisions[index].edit
+        if edit is None:
+            return None
+        return (
+            "Note: before approving, a person changed the arguments of this call. It ran with "
+            f"{edit.arguments} instead of {self.calls[index].arguments}."
+        )
+
+    def with_decisions(self, decisions: Sequence[CallDecision]) -> ApprovalRequest:
+        return replace(self, decisions=tuple(decisions))
+
+    def decided_by_policy(self, at: float) -> ApprovalRequest:
+        """The request with every call decided by the policy alone."""
         return replace(
-            self,
-            status=decision.status,
-            decision=decision,
-            votes=self.votes if votes is None else tuple(votes),
+            self, status=overall(self.decisions), decision=Decision(overall(self.decisions), "", at)
         )
 
     def to_json(self) -> str:
         data = asdict(self)
-        data["gate"] = self.gate.to_dict() if self.gate else None
+        data["calls"] = [_call_to_dict(call) for call in self.calls]
+        data["decisions"] = [d.to_dict() for d in self.decisions]
         return json.dumps(data, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> ApprovalRequest:
-        data = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ApprovalRequest:
         decision = data.get("decision")
         card = data.get("card")
         placeholder = data.get("placeholder")
+        calls = tuple(_call_from_dict(call) for call in data["calls"])
+        if "decisions" not in data:  # schema 1 and 2: one gate and one vote for all calls
+            calls, decisions = _from_schema_2(data, calls)
+        else:
+            decisions = tuple(CallDecision.from_dict(d) for d in data["decisions"])
         return cls(
             id=data["id"],
             thread=ThreadRef(**data["thread"]),
             requester=Requester(**data["requester"]),
             conversation_id=data["conversation_id"],
-            calls=tuple(_call_from_dict(call) for call in data["calls"]),
+            calls=calls,
             deferral=data["deferral"],
             approvals_channel=data["approvals_channel"],
-            gate=_gate_from_dict(data),
             created_at=data["created_at"],
+            decisions=decisions,
             status=Status(data.get("status", Status.PENDING)),
-            decision=Decision(**{**decision, "status": Status(decision["status"])})
+            decision=Decision(
+                Status(decision["status"]),
+                str(decision.get("user_id") or ""),
+                float(decision["at"]),
+                decision.get("reason"),
+            )
             if decision
             else None,
-            votes=tuple(Vote(**vote) for vote in data.get("votes") or ()),
+            revision=int(data.get("revision") or 0),
             card=MessageRef(**card) if card else None,
             card_link=data.get("card_link"),
             resume=Resume(data.get("resume", Resume.WAITING)),
@@ -280,6 +437,18 @@ class ApprovalRequest:
             follow_up_id=data.get("follow_up_id"),
             extra=data.get("extra", {}),
         )
+
+
+def overall(decisions: Sequence[CallDecision]) -> Status:
+    """A request's status from its calls': approved, denied, mixed, or still pending."""
+    statuses = {d.status for d in decisions}
+    if Status.PENDING in statuses:
+        return Status.PENDING
+    if statuses == {Status.APPROVED}:
+        return Status.APPROVED
+    if statuses == {Status.DENIED}:
+        return Status.DENIED
+    return Status.MIXED
 
 
 def calls_of(deferred: DeferredToolCallsException) -> tuple[ToolCall, ...]:
@@ -297,16 +466,71 @@ def calls_of(deferred: DeferredToolCallsException) -> tuple[ToolCall, ...]:
     )
 
 
+def _pretty(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments), indent=2, ensure_ascii=False)
+    except ValueError:
+        return arguments
+
+
+def _initial(call: ToolCall) -> CallDecision:
+    """A call's decision before anyone votes: the policy's, or pending."""
+    if call.auto is Auto.DENY:
+        return CallDecision(Status.DENIED, reason=call.note)
+    if call.auto is not None:
+        return CallDecision(Status.APPROVED)
+    return CallDecision()
+
+
+def _call_to_dict(call: ToolCall) -> dict[str, Any]:
+    data = asdict(call)
+    data["gate"] = call.gate.to_dict() if call.gate else None
+    return data
+
+
 def _call_from_dict(data: dict[str, Any]) -> ToolCall:
     auto = data.get("auto")
-    return ToolCall(**{**data, "auto": Auto(auto) if auto else None})
-
-
-def _gate_from_dict(data: dict[str, Any]) -> Gate | None:
-    """The record's gate; schema 1 records had a channel and a self-approval flag instead."""
-    if "gate" in data:
-        return Gate.from_dict(data["gate"]) if data["gate"] else None
-    return Gate(
-        requirements=(Approvers(channel=data["approvals_channel"]),),
-        allow_self_approval=bool(data.get("allow_self_approval", False)),
+    gate = data.get("gate")
+    return ToolCall(
+        **{
+            **data,
+            "auto": Auto(auto) if auto else None,
+            "gate": Gate.from_dict(gate) if gate else None,
+        }
     )
+
+
+def _from_schema_2(
+    data: dict[str, Any], calls: tuple[ToolCall, ...]
+) -> tuple[tuple[ToolCall, ...], tuple[CallDecision, ...]]:
+    """Schema 1 and 2 records held one gate, one vote list and one decision for every call
+    a person decided; spread them over those calls."""
+    if data.get("gate") is not None or "gate" not in data:
+        gate = (
+            Gate.from_dict(data["gate"])
+            if data.get("gate")
+            else Gate(
+                requirements=(Approvers(channel=data["approvals_channel"]),),
+                allow_self_approval=bool(data.get("allow_self_approval", False)),
+            )
+        )
+        calls = tuple(replace(c, gate=gate) if c.auto is None else c for c in calls)
+    votes = tuple(Vote(**vote) for vote in data.get("votes") or ())
+    decision = data.get("decision")
+    decisions: list[CallDecision] = []
+    for call in calls:
+        if call.auto is not None:
+            decisions.append(_initial(call))
+        elif decision and decision.get("user_id"):
+            decisions.append(
+                CallDecision(
+                    Status(decision["status"]),
+                    votes,
+                    decision["user_id"],
+                    float(decision["at"]),
+                    decision.get("reason"),
+                )
+            )
+        else:
+            decisions.append(CallDecision(votes=votes))
+    return calls, tuple(decisions)

@@ -7,36 +7,62 @@ through the Chat port. It knows nothing of Slack or HTTP.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from bot.approval import (
     ApprovalRequest,
     Auto,
     Decision,
+    Edit,
     MessageRef,
     Requester,
     Resume,
     Status,
     ThreadRef,
+    ToolCall,
     calls_of,
     excerpt,
 )
 from bot.audit import POLICY
 from bot.chat import Chat, IncomingMessage
-from bot.errors import AlreadyDecided, NotAllowed, UpstreamError
+from bot.editing import EditedArguments
+from bot.errors import AlreadyDecided, ApprovalError, NotAllowed, UpstreamError
 from bot.gatekeeper import Gatekeeper
 from bot.runner import AgentRunner, Answer, Outcome
-from bot.store import Store
+from bot.store import Action, Cast, Store
 from bot.tools import canonical_arguments
 from bot.worker import Worker
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The calls of a request a person may decide now, and those they asked for but may not."""
+
+    request: ApprovalRequest
+    calls: list[int]
+    others: list[int]
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What a person's click did: calls it decided, calls where it counted towards a quorum,
+    and calls it could not touch (other approvers'); ``request`` as it is now."""
+
+    request: ApprovalRequest
+    decided: list[int]
+    counted: list[int]
+    others: list[int]
+
 
 #: Deferrals the policy decides alone, in a row, before the bot stops the thread (a model
 #: that keeps calling a denied tool must not loop for ever).
@@ -149,8 +175,7 @@ class Assistant:
             thread=thread,
             requester=requester,
             approvals_channel=screening.card_channel,
-            gate=screening.gate,
-            calls=screening.calls,
+            calls=await self._with_parameters(screening.calls),
             placeholder=placeholder,
         )
         if screening.decided_by_policy:
@@ -160,9 +185,7 @@ class Assistant:
                     self.chat.post_failure(thread, _TOO_MANY_ROUNDS, placeholder, None)
                 )
                 return False
-            allowed = any(call.auto is not Auto.DENY for call in request.calls)
-            status = Status.APPROVED if allowed else Status.DENIED
-            request = request.decided(Decision(status, "", time.time()))
+            request = request.decided_by_policy(time.time())
         # Stored before anything is posted: a crash from here on loses no request.
         await self.store.create_approval(request)
         await self._audit_screening(request)
@@ -176,6 +199,15 @@ class Assistant:
         logger.info("approval %s requested for %s", request.id, request.tool_names)
         await self._post_card(request)
         return True
+
+    async def _with_parameters(self, calls: Sequence[ToolCall]) -> list[ToolCall]:
+        """Keep the parameter schema the model saw with each call an approver may edit."""
+        kept: list[ToolCall] = []
+        for call in calls:
+            if call.auto is None and not call.server_side and call.gate and call.gate.allow_edit:
+                call = replace(call, parameters=await self.runner.parameters_of(call.name))
+            kept.append(call)
+        return kept
 
     async def _audit_screening(self, request: ApprovalRequest) -> None:
         events = {
@@ -213,8 +245,11 @@ class Assistant:
         return request
 
     # -- decisions ---------------------------------------------------------------------------
-    async def check_may_decide(self, approval_id: str, user_id: str) -> ApprovalRequest:
-        """The request, if ``user_id`` may decide it now; else NotAllowed / AlreadyDecided."""
+    async def may_decide(
+        self, approval_id: str, user_id: str, call: int | None = None, *, voting: bool = True
+    ) -> Choice:
+        """The request and the calls ``user_id`` may decide now: call ``call``, or (None)
+        every undecided call they may decide. Raises NotAllowed or AlreadyDecided when none."""
         request = await self.store.get_approval(approval_id)
         if request.status is not Status.PENDING:
             raise AlreadyDecided(
@@ -222,90 +257,194 @@ class Assistant:
                 request.status.value,
                 request.decision.user_id if request.decision else None,
             )
-        request.check_may_decide(user_id, await self.approvers(request))
-        return request
+        wanted = [call] if call is not None else request.undecided
+        allowed: list[int] = []
+        refusals: list[ApprovalError] = []
+        for index in wanted:
+            try:
+                gate = request.calls[index].gate if 0 <= index < len(request.calls) else None
+                approvers = await self.directory.deciders(gate) if gate else set()
+                request.check_may_decide(user_id, index, approvers, voting=voting)
+            except (NotAllowed, AlreadyDecided) as refusal:
+                refusals.append(refusal)
+                continue
+            allowed.append(index)
+        if not allowed:
+            raise refusals[0] if refusals else AlreadyDecided(request.id, "decided", None)
+        return Choice(request, allowed, [i for i in wanted if i not in allowed])
 
     async def approve(
-        self, approval_id: str, user_id: str, grant_s: int | None = None
-    ) -> ApprovalRequest:
-        """Count ``user_id``'s approval; with ``grant_s``, also stop asking for that long."""
-        request = await self.check_may_decide(approval_id, user_id)
-        if grant_s is not None and (
-            request.gate is None
-            or not request.gate.grantable
-            or grant_s not in request.gate.grant_durations_s
-        ):
-            raise NotAllowed(approval_id, user_id, "That grant is not offered for this request.")
-        ballot = await self.store.vote(request, Decision(Status.APPROVED, user_id, time.time()))
-        request = ballot.request
-        await self._audit_decision(
-            request, "approved" if ballot.decided else "approval_counted", user_id
-        )
-        if not ballot.decided:
-            logger.info("approval %s: %d of %d", approval_id, len(request.votes), request.quorum)
-            await self._refresh_card(approval_id)
-            return request
-        if grant_s is not None:
-            await self._grant(request, user_id, grant_s)
-        self._start_resume(request)
-        return request
+        self,
+        approval_id: str,
+        user_id: str,
+        *,
+        call: int | None = None,
+        revision: int | None = None,
+        grant_s: int | None = None,
+    ) -> Decided:
+        """Count ``user_id``'s approval of call ``call`` (None: every call they may decide).
 
-    async def deny(self, approval_id: str, user_id: str, reason: str | None) -> ApprovalRequest:
-        """Veto: one Deny decides, whatever the quorum."""
-        request = await self.check_may_decide(approval_id, user_id)
-        reason = (reason or "").strip() or None
-        ballot = await self.store.vote(
-            request, Decision(Status.DENIED, user_id, time.time(), reason)
+        ``revision``: the card they clicked (a click on arguments edited since is refused).
+        ``grant_s``: also stop asking for that call's tool and requester for that long.
+        """
+        choice = await self.may_decide(approval_id, user_id, call)
+        if grant_s is not None:
+            # a grant covers one call's tool (a card from before per-call buttons names none,
+            # which is the same when one call waits)
+            gate = choice.request.calls[choice.calls[0]].gate if len(choice.calls) == 1 else None
+            if gate is None or not gate.grantable or grant_s not in gate.grant_durations_s:
+                raise NotAllowed(approval_id, user_id, "That grant is not offered for this call.")
+        cast = await self.store.cast(
+            choice.request,
+            Action.APPROVE,
+            Decision(Status.APPROVED, user_id, time.time()),
+            choice.calls,
+            revision=revision,
         )
-        await self._audit_decision(ballot.request, "denied", user_id)
-        self._start_resume(ballot.request)
-        return ballot.request
+        self._refuse_if_nothing_changed(cast, user_id)
+        await self._audit_cast(
+            cast, user_id, {"counted": "approval_counted", "decided": "approved"}
+        )
+        if grant_s is not None:
+            for index in cast.calls("decided"):
+                await self._grant(cast.request, index, user_id, grant_s)
+        return await self._after(cast, choice)
+
+    async def deny(
+        self, approval_id: str, user_id: str, reason: str | None, *, call: int | None = None
+    ) -> Decided:
+        """Veto call ``call`` (None: every call ``user_id`` may decide); one Deny decides a
+        call, whatever its quorum."""
+        choice = await self.may_decide(approval_id, user_id, call, voting=False)
+        reason = (reason or "").strip() or None
+        cast = await self.store.cast(
+            choice.request,
+            Action.DENY,
+            Decision(Status.DENIED, user_id, time.time(), reason),
+            choice.calls,
+        )
+        self._refuse_if_nothing_changed(cast, user_id)
+        await self._audit_cast(cast, user_id, {"decided": "denied"}, reason)
+        return await self._after(cast, choice)
+
+    async def edit(
+        self, approval_id: str, user_id: str, call: int, edited: EditedArguments, revision: int
+    ) -> Decided:
+        """Approve call ``call`` with the arguments ``user_id`` changed; this counts as their
+        approval, and earlier approvals of the model's arguments lapse."""
+        choice = await self.may_decide(approval_id, user_id, call, voting=False)
+        original = choice.request.calls[call]
+        if not original.editable:
+            raise NotAllowed(approval_id, user_id, "The arguments of this call cannot be edited.")
+        edit = Edit(
+            json.dumps(edited.arguments, ensure_ascii=False),
+            edited.override,
+            user_id,
+            time.time(),
+        )
+        cast = await self.store.cast(
+            choice.request,
+            Action.EDIT,
+            Decision(Status.APPROVED, user_id, edit.at),
+            [call],
+            revision=revision,
+            edit=edit,
+        )
+        self._refuse_if_nothing_changed(cast, user_id)
+        event = "edited_approved" if cast.outcomes[call] == "decided" else "edited"
+        await self.audit.record(
+            event,
+            actor=user_id,
+            approval_id=approval_id,
+            requester=cast.request.requester.user_id,
+            tool=original.name,
+            arguments=original.arguments,
+            edited_arguments=edit.arguments,
+            rule=original.rule,
+            permalink=cast.request.card_link,
+        )
+        return await self._after(cast, choice)
+
+    def _refuse_if_nothing_changed(self, cast: Cast, user_id: str) -> None:
+        """Every call named was decided before, or approved by this person already."""
+        if cast.calls("decided") or cast.calls("counted"):
+            return
+        request = cast.request
+        if cast.calls("voted"):
+            raise NotAllowed(request.id, user_id, "You approved this already.")
+        decision = request.decisions[next(iter(cast.outcomes))]
+        raise AlreadyDecided(request.id, decision.status.value, decision.user_id or None)
+
+    async def _after(self, cast: Cast, choice: Choice) -> Decided:
+        """Resume when the vote completed the request; else show its progress on the card."""
+        request = cast.request
+        if cast.complete:
+            await self._quietly(self.chat.tell_decided(request))
+            self._start_resume(request)
+        else:
+            logger.info(
+                "approval %s: %d of %d calls decided",
+                request.id,
+                len(request.asked) - len(request.undecided),
+                len(request.asked),
+            )
+            await self._refresh_card(request.id)
+        return Decided(request, cast.calls("decided"), cast.calls("counted"), choice.others)
 
     def _start_resume(self, request: ApprovalRequest) -> None:
         assert request.decision is not None
-        logger.info(
-            "approval %s %s by %s", request.id, request.status.value, request.decision.user_id
-        )
+        logger.info("approval %s %s", request.id, request.status.value)
         self.worker.submit(self._resume(request, Resume.WAITING), name=f"resume {request.id}")
 
-    async def _audit_decision(self, request: ApprovalRequest, event: str, user_id: str) -> None:
-        for call in request.asked_calls:
+    async def _audit_cast(
+        self, cast: Cast, user_id: str, events: dict[str, str], reason: str | None = None
+    ) -> None:
+        request = cast.request
+        for index, outcome in cast.outcomes.items():
+            if outcome not in events:
+                continue
+            call = request.calls[index]
             await self.audit.record(
-                event,
+                events[outcome],
                 actor=user_id,
                 approval_id=request.id,
                 requester=request.requester.user_id,
                 tool=call.name,
-                arguments=call.arguments,
+                arguments=request.arguments_of(index),
                 rule=call.rule,
-                detail=request.decision.reason if request.decision else None,
+                detail=reason,
                 permalink=request.card_link,
             )
 
-    async def _grant(self, request: ApprovalRequest, user_id: str, duration_s: int) -> None:
-        assert request.gate is not None
-        for call in request.asked_calls:
-            grant = await self.policy_store.create_grant(
-                tool=call.name,
-                requester_id=request.requester.user_id,
-                arguments=canonical_arguments(call.arguments)
-                if request.gate.grant_same_arguments
-                else None,
-                created_by=user_id,
-                duration_s=duration_s,
-                approval_id=request.id,
-            )
-            await self.audit.record_grant(
-                "grant_created", actor=user_id, grant=grant, detail=f"until {grant.expires_at:.0f}"
-            )
+    async def _grant(
+        self, request: ApprovalRequest, index: int, user_id: str, duration_s: int
+    ) -> None:
+        call = request.calls[index]
+        assert call.gate is not None
+        grant = await self.policy_store.create_grant(
+            tool=call.name,
+            requester_id=request.requester.user_id,
+            arguments=canonical_arguments(call.arguments)
+            if call.gate.grant_same_arguments
+            else None,
+            created_by=user_id,
+            duration_s=duration_s,
+            approval_id=request.id,
+        )
+        await self.audit.record_grant(
+            "grant_created", actor=user_id, grant=grant, detail=f"until {grant.expires_at:.0f}"
+        )
 
     async def _refresh_card(self, approval_id: str) -> None:
         """Show the stored state on the card (read back: concurrent votes may have landed)."""
         await self._quietly(self.chat.update_card(await self.store.get_approval(approval_id)))
 
     async def approvers(self, request: ApprovalRequest) -> set[str]:
-        """Who may decide the request (cached briefly in Redis)."""
-        return await self.directory.deciders(request.gate)
+        """Everyone who may decide some call of the request (cached briefly in Redis)."""
+        people: set[str] = set()
+        for gate in request.gates:
+            people |= await self.directory.deciders(gate)
+        return people
 
     # -- resuming ----------------------------------------------------------------------------
     async def retry_resume(self, approval_id: str, user_id: str) -> None:

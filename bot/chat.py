@@ -80,6 +80,9 @@ class Chat(Protocol):
     async def usergroups(self) -> dict[str, set[str]]:
         """Every user group of the workspace, with its members."""
 
+    async def tell_decided(self, request: ApprovalRequest) -> None:
+        """Say in the requester's thread how people decided each call (edits side by side)."""
+
     async def tell_policy(self, request: ApprovalRequest) -> None:
         """Say in the requester's thread which calls the policy denied or a grant allowed."""
 

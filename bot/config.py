@@ -92,6 +92,7 @@ class PolicyDefaults(_Section):
     allow_self_approval: bool | None = None
     grant_durations: list[Duration] = Field(default_factory=lambda: ["1h"], max_length=3)
     grant_same_arguments: bool = False
+    allow_edit: bool = False
 
 
 class RuleConfig(_Section):
@@ -107,6 +108,7 @@ class RuleConfig(_Section):
     allow_self_approval: bool | None = None
     grant_durations: list[Duration] | None = Field(default=None, max_length=3)
     grant_same_arguments: bool | None = None
+    allow_edit: bool | None = None
 
     @field_validator("when")
     @classmethod
@@ -133,6 +135,7 @@ class RuleConfig(_Section):
                     "allow_self_approval",
                     "grant_durations",
                     "grant_same_arguments",
+                    "allow_edit",
                 )
                 if getattr(self, name) is not None
             ]

@@ -5,10 +5,10 @@ overrides, and each person's own queue (the App Home). No Slack here: the listen
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.approval import ApprovalRequest
-from bot.errors import NotAllowed
+from bot.errors import AlreadyDecided, NotAllowed
 from bot.gatekeeper import Gatekeeper
 from bot.policy import Effect, Grant, Override, Policy
 from bot.store import Store
@@ -25,6 +25,11 @@ SCAN_LIMIT = 500
 class Page:
     requests: list[ApprovalRequest]
     total: int
+    #: for a person's queue: the calls of each request (by id) they may decide
+    calls: dict[str, list[int]] = field(default_factory=dict)
+
+    def calls_of(self, request: ApprovalRequest) -> list[int]:
+        return self.calls.get(request.id, request.undecided)
 
 
 class Console:
@@ -53,16 +58,30 @@ class Console:
         """Undecided requests ``user_id`` can decide now (not their own, not voted on)."""
         ids = await self.store.pending_ids(0, SCAN_LIMIT - 1)
         found: list[ApprovalRequest] = []
+        calls: dict[str, list[int]] = {}
         total = 0
         for request in await self.store.get_approvals(ids):
-            try:
-                request.check_may_decide(user_id, await self.directory.deciders(request.gate))
-            except NotAllowed:
+            mine = await self.decidable(request, user_id)
+            if not mine:
                 continue
             total += 1
             if len(found) < limit:
                 found.append(request)
-        return Page(found, total)
+                calls[request.id] = mine
+        return Page(found, total, calls)
+
+    async def decidable(self, request: ApprovalRequest, user_id: str) -> list[int]:
+        """The waiting calls of ``request`` that ``user_id`` may decide now."""
+        calls: list[int] = []
+        for index in request.undecided:
+            gate = request.calls[index].gate
+            try:
+                approvers = await self.directory.deciders(gate) if gate else set()
+                request.check_may_decide(user_id, index, approvers)
+            except (NotAllowed, AlreadyDecided):
+                continue
+            calls.append(index)
+        return calls
 
     async def recent(self, user_id: str, limit: int = 10) -> list[ApprovalRequest]:
         return await self.store.recent_requests(user_id, limit)

@@ -7,7 +7,9 @@ Every exception the bot raises on purpose derives from :class:`BotError`::
     ├── ApprovalError          an approval request cannot take this action
     │   ├── ApprovalNotFound   no request with that id (never existed, or expired)
     │   ├── NotAllowed         the person may not decide this request
-    │   └── AlreadyDecided     somebody decided first
+    │   ├── AlreadyDecided     somebody decided first
+    │   └── StaleCard          the arguments were edited after the person looked
+    ├── NotEditable            a call's arguments cannot be edited in a form (bot.editing)
     ├── ThreadError            a thread's state cannot take this action
     └── UpstreamError          Mistral, Slack or Redis failed; the state is kept and retryable
 """
@@ -74,6 +76,14 @@ class AlreadyDecided(ApprovalError):
         self.status = status
         self.decided_by = decided_by
         super().__init__(approval_id, f"already {status} by {decided_by}")
+
+
+class StaleCard(ApprovalError):
+    """The arguments were edited after the person looked at the card; they must look again."""
+
+    def __init__(self, approval_id: str, user_id: str) -> None:
+        self.user_id = user_id
+        super().__init__(approval_id, "the arguments changed since the card was shown")
 
 
 class ThreadError(BotError):

@@ -23,15 +23,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Screening:
-    """A deferral's calls after the policy: each either decided (``auto``) or for a person."""
+    """A deferral's calls after the policy: each decided (``auto``) or routed to its own
+    approvers (``gate``)."""
 
     calls: tuple[ToolCall, ...]
-    gate: Gate | None  # who decides the calls left to a person; None if none are
     card_channel: str
 
     @property
     def decided_by_policy(self) -> bool:
-        return self.gate is None
+        return all(call.auto is not None for call in self.calls)
 
 
 class Gatekeeper:
@@ -62,7 +62,10 @@ class Gatekeeper:
     async def screen(
         self, calls: Sequence[ToolCall], requester_id: str, channel_id: str
     ) -> Screening:
-        """Decide what the policy can; gather the rest behind one gate."""
+        """Decide what the policy can; route each other call to the approvers its rule names.
+
+        The card goes to the first such call's approvals channel (else the default one).
+        """
         overrides = await self.policy_store.overrides()
         screened: list[ToolCall] = []
         gates: list[Gate] = []
@@ -99,7 +102,6 @@ class Gatekeeper:
                 if verdict.condition_error
                 else None
             )
-            screened.append(replace(call, rule=verdict.rule, note=note))
-        gate = Gate.combine(gates) if gates else None
-        channel = (gate.channel if gate else None) or self.policy.config.default_channel
-        return Screening(tuple(screened), gate, channel)
+            screened.append(replace(call, rule=verdict.rule, note=note, gate=verdict.gate))
+        channel = next((g.channel for g in gates if g.channel), None)
+        return Screening(tuple(screened), channel or self.policy.config.default_channel)

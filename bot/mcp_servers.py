@@ -38,7 +38,7 @@ from mistralai.extra.mcp.streamable_http import (
 
 from bot.config import BotConfig, MCPServerConfig, describe, read_yaml
 from bot.errors import ConfigError
-from bot.tools import run_once
+from bot.tools import edit_note, run_once
 
 logger = logging.getLogger(__name__)
 
@@ -193,9 +193,11 @@ class SharedMCPClient:
             except ValueError:
                 chunks = None
             if not isinstance(chunks, list):
-                return [{"type": "text", "text": result}]
-            return chunks
-        return list(result)
+                chunks = [{"type": "text", "text": result}]
+        else:
+            chunks = list(result)
+        note = edit_note(name, arguments)
+        return [{"type": "text", "text": note}, *chunks] if note else chunks
 
     async def get_system_prompt(self, name: str, arguments: dict[str, Any]) -> MCPSystemPrompt:
         return await self._session().get_system_prompt(name, arguments)

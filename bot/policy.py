@@ -76,10 +76,10 @@ class Approvers:
 
 @dataclass(frozen=True)
 class Gate:
-    """What a person's decision on a call needs.
+    """What a person's decision on a call needs: who, how many, and what else they may do.
 
-    ``requirements`` is usually one :class:`Approvers`; when one request gathers calls that
-    different rules govern, a decider must satisfy every rule's approvers.
+    ``requirements`` is one :class:`Approvers` per rule that governs the call (one, in
+    practice); a decider must satisfy each.
     """
 
     requirements: tuple[Approvers, ...]
@@ -88,6 +88,7 @@ class Gate:
     grant_durations_s: tuple[int, ...] = ()
     grant_same_arguments: bool = False
     rule: str = "defaults"
+    allow_edit: bool = False  # approvers may change the arguments before approving
 
     @property
     def grantable(self) -> bool:
@@ -98,26 +99,6 @@ class Gate:
     def channel(self) -> str | None:
         return next((a.channel for a in self.requirements if a.channel), None)
 
-    @classmethod
-    def combine(cls, gates: Sequence[Gate]) -> Gate:
-        """The strictest gate that satisfies each of ``gates``."""
-        if len(gates) == 1:
-            return gates[0]
-        requirements: list[Approvers] = []
-        for gate in gates:
-            requirements += [a for a in gate.requirements if a not in requirements]
-        durations = set(gates[0].grant_durations_s)
-        for gate in gates[1:]:
-            durations &= set(gate.grant_durations_s)
-        return cls(
-            requirements=tuple(requirements),
-            quorum=max(gate.quorum for gate in gates),
-            allow_self_approval=all(gate.allow_self_approval for gate in gates),
-            grant_durations_s=tuple(sorted(durations)),
-            grant_same_arguments=any(gate.grant_same_arguments for gate in gates),
-            rule=" + ".join(dict.fromkeys(gate.rule for gate in gates)),
-        )
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "requirements": [a.to_dict() for a in self.requirements],
@@ -126,6 +107,7 @@ class Gate:
             "grant_durations_s": list(self.grant_durations_s),
             "grant_same_arguments": self.grant_same_arguments,
             "rule": self.rule,
+            "allow_edit": self.allow_edit,
         }
 
     @classmethod
@@ -137,6 +119,7 @@ class Gate:
             grant_durations_s=tuple(int(s) for s in data.get("grant_durations_s") or ()),
             grant_same_arguments=bool(data.get("grant_same_arguments", False)),
             rule=str(data.get("rule", "defaults")),
+            allow_edit=bool(data.get("allow_edit", False)),
         )
 
 
@@ -212,6 +195,7 @@ class Policy:
             else bool(fallback and fallback.allow_self_approval),
             grant_durations_s=tuple(parse_duration(d) for d in defaults.grant_durations),
             grant_same_arguments=defaults.grant_same_arguments,
+            allow_edit=defaults.allow_edit,
         )
 
     @classmethod
@@ -318,6 +302,7 @@ class Policy:
             if config.grant_same_arguments is None
             else config.grant_same_arguments,
             rule=rule.label,
+            allow_edit=base.allow_edit if config.allow_edit is None else config.allow_edit,
         )
 
     def _fallback(self, tool: str, notes: list[str], *, marked: bool) -> Verdict:

@@ -24,6 +24,7 @@ from mistralai.extra.exceptions import (
     RunException,
 )
 from mistralai.extra.run.context import AgentRequestKwargs, RunContext
+from mistralai.extra.run.tools import create_tool_call
 
 from bot.approval import ApprovalRequest
 from bot.config import BotConfig, MCPServerConfig
@@ -129,6 +130,10 @@ class AgentRunner:
         self.tools = tuple(tools)
         self.server_tools = tuple(server_tools)
         self.mcp_servers = mcp_servers
+        self._parameters = {
+            tool.name: dict(create_tool_call(tool.function).function.parameters)
+            for tool in self.tools
+        }
 
     async def send(
         self, conversation_id: str | None, text: str, deferring: Holds | None = None
@@ -149,12 +154,19 @@ class AgentRunner:
         Approved local calls run through the ledger: a call whose result was stored by an
         earlier attempt is not run again.
         """
+        local = [i for i, call in enumerate(request.calls) if not call.server_side]
         approved = ApprovedCalls(
             ledger=ledger,
             tool_call_ids={
-                (call.name, canonical_arguments(call.arguments)): call.tool_call_id
-                for call in request.calls
-                if not call.server_side
+                (request.calls[i].name, canonical_arguments(request.arguments_of(i))): (
+                    request.calls[i].tool_call_id
+                )
+                for i in local
+            },
+            notes={
+                request.calls[i].tool_call_id: note
+                for i in local
+                if (note := request.edit_note(i)) is not None
             },
         )
         token = approving(approved)
@@ -162,6 +174,21 @@ class AgentRunner:
             return await self._run(request.conversation_id, request.responses(), deferring)
         finally:
             stop_approving(token)
+
+    async def parameters_of(self, name: str) -> dict[str, Any] | None:
+        """The parameter JSON schema the model sees for a local or MCP tool, if any."""
+        if name in self._parameters:
+            return self._parameters[name]
+        for server in await self.mcp_servers.available() if self.mcp_servers else []:
+            try:
+                tools = await server.live_tools()
+            except Exception as error:  # the server died: no schema, so no edit this time
+                logger.warning("MCP server %s: no tool schemas: %r", server.name, error)
+                continue
+            for tool in tools:
+                if tool.function.name == name:
+                    return dict(tool.function.parameters)
+        return None
 
     def _server_tools(self, deferring: Holds | None) -> dict[str, Any]:
         """``tools=[…]`` for the connectors and built-ins, when there are any."""

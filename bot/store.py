@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any, Final
 
 import redis.asyncio as redis
@@ -19,29 +20,37 @@ from redis.typing import EncodableT, FieldT
 from bot import keys
 from bot.approval import (
     ApprovalRequest,
+    CallDecision,
     Decision,
+    Edit,
     MessageRef,
     Resume,
     Status,
     ThreadRef,
-    Vote,
 )
-from bot.errors import AlreadyDecided, ApprovalNotFound, NotAllowed, UpstreamError
+from bot.errors import AlreadyDecided, ApprovalNotFound, StaleCard, UpstreamError
 
 #: A thread marked running for longer than this was left by a dead process.
 RUN_LEASE_S: Final = 15 * 60
 
-VOTE_SCRIPT: Final = """
+CAST_SCRIPT: Final = """
 -- KEYS[1]: the approval hash
 -- KEYS[2]: the pending sorted set
 -- ARGV[1]: approval id
--- ARGV[2]: 'approved' (one approval towards the quorum) or 'denied' (a veto)
--- ARGV[3]: the decision this vote makes if it decides, JSON {status, user_id, at, reason}
--- ARGV[4]: the voter's user id
--- ARGV[5]: approvals needed (the quorum)
--- returns {'missing'} | {'decided', status, decision JSON} (somebody decided first)
---       | {'voted'} (this person voted already) | {'counted', votes JSON} (short of quorum)
---       | {'done', status, votes JSON} (this vote decided the request)
+-- ARGV[2]: what the vote does: 'approve' (one approval towards each call's quorum),
+--          'deny' (a veto: decides each call at once) or 'edit' (new arguments for one
+--          call, and the editor's approval of them; earlier approvals of that call lapse)
+-- ARGV[3]: the vote, JSON {user_id, at, reason}; ``at`` is text, which cjson keeps exact
+-- ARGV[4]: the calls voted on, JSON [[index (0-based), quorum], ...]
+-- ARGV[5]: the revision the voter saw, or '' when it does not matter (a veto)
+-- ARGV[6]: with 'edit', the edit as JSON text (stored as is: cjson would round its numbers)
+-- ARGV[7]: the calls' decisions as the caller read them, used when the hash has none yet
+--          (a request stored by a bot version before per-call decisions)
+-- returns {'missing'} | {'decided', status, decision JSON} (the request was decided before)
+--       | {'stale', revision} (someone edited the arguments since the voter looked)
+--       | {'cast', outcomes JSON, decisions JSON, request status}
+--   outcomes, one per call voted on: 'counted' (short of its quorum), 'decided' (this vote
+--   decided the call), 'voted' (this person had approved it already), 'closed' (decided before)
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'missing'}
 end
@@ -49,31 +58,76 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'pending' then
   return {'decided', status, redis.call('HGET', KEYS[1], 'decision') or ''}
 end
-local stored = redis.call('HGET', KEYS[1], 'votes')
-local votes = {}
-if stored and stored ~= '' then
-  votes = cjson.decode(stored)
+local revision = redis.call('HGET', KEYS[1], 'revision') or '0'
+if ARGV[5] ~= '' and ARGV[5] ~= revision then
+  return {'stale', revision}
 end
-for _, vote in ipairs(votes) do
-  if vote.user_id == ARGV[4] then
-    return {'voted'}
+local decisions = cjson.decode(redis.call('HGET', KEYS[1], 'decisions') or ARGV[7])
+local vote = cjson.decode(ARGV[3])
+local outcomes = {}
+local changed = false
+for i, target in ipairs(cjson.decode(ARGV[4])) do
+  local call = decisions[target[1] + 1]
+  local outcome = 'closed'
+  if call ~= nil and call.status == 'pending' then
+    if ARGV[2] == 'deny' then
+      call.status, call.user_id, call.at, call.reason = 'denied', vote.user_id, vote.at, vote.reason
+      outcome = 'decided'
+    else
+      local votes = call.votes
+      if ARGV[2] == 'edit' then
+        call.edit = ARGV[6]
+        votes = {}
+        redis.call('HINCRBY', KEYS[1], 'revision', 1)
+      end
+      outcome = 'counted'
+      for _, earlier in ipairs(votes) do
+        if earlier.user_id == vote.user_id then
+          outcome = 'voted'
+        end
+      end
+      if outcome == 'counted' then
+        table.insert(votes, {user_id = vote.user_id, at = vote.at})
+        call.votes = votes
+        if #votes >= target[2] then
+          call.status, call.user_id, call.at = 'approved', vote.user_id, vote.at
+          outcome = 'decided'
+        end
+      end
+    end
+    changed = changed or outcome ~= 'voted'
+  end
+  outcomes[i] = outcome
+end
+local approved, denied, pending = 0, 0, 0
+for _, call in ipairs(decisions) do
+  if call.status == 'approved' then
+    approved = approved + 1
+  elseif call.status == 'denied' then
+    denied = denied + 1
+  else
+    pending = pending + 1
   end
 end
-if ARGV[2] == 'denied' then
-  redis.call('HSET', KEYS[1], 'status', 'denied', 'decision', ARGV[3])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return {'done', 'denied', stored or ''}
+local final = 'pending'
+if pending == 0 then
+  final = 'mixed'
+  if denied == 0 then
+    final = 'approved'
+  elseif approved == 0 then
+    final = 'denied'
+  end
 end
-local decision = cjson.decode(ARGV[3])
-table.insert(votes, {user_id = decision.user_id, at = decision.at})
-local encoded = cjson.encode(votes)
-redis.call('HSET', KEYS[1], 'votes', encoded)
-if #votes >= tonumber(ARGV[5]) then
-  redis.call('HSET', KEYS[1], 'status', 'approved', 'decision', ARGV[3])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return {'done', 'approved', encoded}
+local encoded = cjson.encode(decisions)
+if changed then
+  redis.call('HSET', KEYS[1], 'decisions', encoded)
 end
-return {'counted', encoded}
+if final ~= 'pending' then
+  local decision = cjson.encode({status = final, user_id = vote.user_id, at = vote.at})
+  redis.call('HSET', KEYS[1], 'status', final, 'decision', decision)
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+return {'cast', cjson.encode(outcomes), encoded, final}
 """
 
 CLAIM_THREAD_SCRIPT: Final = """
@@ -137,12 +191,25 @@ return 1
 """
 
 
+class Action(StrEnum):
+    """What a vote does to the calls it names."""
+
+    APPROVE = "approve"
+    DENY = "deny"
+    EDIT = "edit"
+
+
 @dataclass(frozen=True)
-class Ballot:
-    """The request after a vote, and whether that vote decided it."""
+class Cast:
+    """The request after a vote; what the vote did to each call it named ('counted',
+    'decided', 'voted' or 'closed'); and whether it completed the request."""
 
     request: ApprovalRequest
-    decided: bool
+    outcomes: dict[int, str]
+    complete: bool
+
+    def calls(self, outcome: str) -> list[int]:
+        return [index for index, what in self.outcomes.items() if what == outcome]
 
 
 @dataclass(frozen=True)
@@ -161,7 +228,7 @@ class Store:
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
-        self._vote = client.register_script(VOTE_SCRIPT)
+        self._cast = client.register_script(CAST_SCRIPT)
         self._claim = client.register_script(CLAIM_THREAD_SCRIPT)
         self._next = client.register_script(NEXT_IN_THREAD_SCRIPT)
         self._transition = client.register_script(RESUME_TRANSITION_SCRIPT)
@@ -201,20 +268,34 @@ class Store:
             rows = await pipe.execute()
         return [_from_fields(row) for row in rows if row]
 
-    async def vote(self, request: ApprovalRequest, decision: Decision) -> Ballot:
-        """Count one person's approval (``decision.status`` approved) or veto (denied).
+    async def cast(
+        self,
+        request: ApprovalRequest,
+        action: Action,
+        vote: Decision,
+        calls: Sequence[int],
+        *,
+        revision: int | None = None,
+        edit: Edit | None = None,
+    ) -> Cast:
+        """One person's approval, veto or edit of ``calls`` (indices into ``request.calls``).
 
-        Atomic however many people click at once: each approver is counted once, and exactly
-        one vote decides. Raises AlreadyDecided, ApprovalNotFound, or NotAllowed (voted twice).
+        Atomic however many people click at once: each approver counts once per call, exactly
+        one vote decides each call, and exactly one vote completes the request. ``revision``:
+        the card the person saw; a vote on arguments edited since is refused (StaleCard).
+        Raises AlreadyDecided, ApprovalNotFound or StaleCard.
         """
-        result = await self._vote(
+        targets = [[index, _quorum(request, index)] for index in calls]
+        result = await self._cast(
             keys=[keys.approval(request.id), keys.PENDING_ZSET],
             args=[
                 request.id,
-                decision.status.value,
-                _decision_json(decision),
-                decision.user_id,
-                request.quorum,
+                action.value,
+                json.dumps({"user_id": vote.user_id, "at": repr(vote.at), "reason": vote.reason}),
+                json.dumps(targets),
+                "" if revision is None else str(revision),
+                json.dumps(edit.to_dict(), ensure_ascii=False) if edit else "",
+                json.dumps([d.to_dict() for d in request.decisions], ensure_ascii=False),
             ],
         )
         outcome = [_text(part) for part in result]
@@ -223,11 +304,18 @@ class Store:
         if outcome[0] == "decided":
             earlier = json.loads(outcome[2]) if outcome[2] else {}
             raise AlreadyDecided(request.id, outcome[1], earlier.get("user_id"))
-        if outcome[0] == "voted":
-            raise NotAllowed(request.id, decision.user_id, "You voted on this request already.")
-        if outcome[0] == "counted":
-            return Ballot(replace(request, votes=_votes(outcome[1])), decided=False)
-        return Ballot(request.decided(decision, _votes(outcome[2])), decided=True)
+        if outcome[0] == "stale":
+            raise StaleCard(request.id, vote.user_id)
+        decisions = [CallDecision.from_dict(d) for d in json.loads(outcome[2])]
+        status = Status(outcome[3])
+        updated = replace(
+            request.with_decisions(decisions),
+            status=status,
+            decision=None if status is Status.PENDING else Decision(status, vote.user_id, vote.at),
+            revision=request.revision + (1 if action is Action.EDIT else 0),
+        )
+        outcomes = dict(zip(calls, json.loads(outcome[1]), strict=True))
+        return Cast(updated, outcomes, complete=status is not Status.PENDING)
 
     async def recent_requests(self, user_id: str, limit: int = 10) -> list[ApprovalRequest]:
         """``user_id``'s newest requests, newest first."""
@@ -240,7 +328,7 @@ class Store:
     async def update_approval(self, request: ApprovalRequest, **changes: Any) -> ApprovalRequest:
         """Store the mutable parts (card, resume state, outcome) of ``request`` with changes."""
         updated = replace(request, **changes)
-        owned_by_scripts = ("record", "status", "decision", "votes")
+        owned_by_scripts = ("record", "status", "decision", "decisions", "revision", "votes")
         fields = {k: v for k, v in _fields(updated).items() if k not in owned_by_scripts}
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.approval(request.id), mapping=fields)
@@ -341,8 +429,9 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _votes(text: str) -> tuple[Vote, ...]:
-    return tuple(Vote(str(v["user_id"]), float(v["at"])) for v in json.loads(text)) if text else ()
+def _quorum(request: ApprovalRequest, index: int) -> int:
+    gate = request.calls[index].gate
+    return gate.quorum if gate else 1
 
 
 def _decision_json(decision: Decision) -> str:
@@ -366,9 +455,8 @@ def _fields(request: ApprovalRequest) -> dict[FieldT, EncodableT]:
         "record": request.to_json(),
         "status": request.status.value,
         "decision": _decision_json(request.decision) if request.decision else "",
-        "votes": json.dumps([{"user_id": v.user_id, "at": v.at} for v in request.votes])
-        if request.votes
-        else "",
+        "decisions": json.dumps([d.to_dict() for d in request.decisions], ensure_ascii=False),
+        "revision": request.revision,
         "card": _ref_json(request.card),
         "card_link": request.card_link or "",
         "resume": request.resume.value,
@@ -378,23 +466,22 @@ def _fields(request: ApprovalRequest) -> dict[FieldT, EncodableT]:
 
 
 def _from_fields(raw: dict[Any, Any]) -> ApprovalRequest:
+    """The request from its hash: the record, with the fields the scripts own laid over it."""
     fields = {_text(k): _text(v) for k, v in raw.items()}
-    request = ApprovalRequest.from_json(fields["record"])
-    decision = json.loads(fields["decision"]) if fields.get("decision") else None
-    card = json.loads(fields["card"]) if fields.get("card") else None
-    return replace(
-        request,
-        status=Status(fields["status"]),
-        decision=Decision(**{**decision, "status": Status(decision["status"])})
-        if decision
-        else None,
-        votes=_votes(fields.get("votes", "")),
-        card=MessageRef(**card) if card else None,
-        card_link=fields.get("card_link") or None,
-        resume=Resume(fields.get("resume") or Resume.WAITING),
-        outcome=fields.get("outcome") or None,
-        follow_up_id=fields.get("follow_up_id") or None,
-    )
+    data = json.loads(fields["record"])
+    data["status"] = fields["status"]
+    data["decision"] = json.loads(fields["decision"]) if fields.get("decision") else None
+    if "decisions" in fields:
+        data["decisions"] = json.loads(fields["decisions"])
+        data["revision"] = int(fields.get("revision") or 0)
+    else:  # schema 1 and 2: the votes of every call were one field
+        data["votes"] = json.loads(fields["votes"]) if fields.get("votes") else []
+    data["card"] = json.loads(fields["card"]) if fields.get("card") else None
+    data["card_link"] = fields.get("card_link") or None
+    data["resume"] = fields.get("resume") or Resume.WAITING.value
+    data["outcome"] = fields.get("outcome") or None
+    data["follow_up_id"] = fields.get("follow_up_id") or None
+    return ApprovalRequest.from_dict(data)
 
 
 def redis_error(error: RedisError | OSError) -> UpstreamError:

@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,10 +38,15 @@ class CallLedger(Protocol):
 
 @dataclass(frozen=True)
 class ApprovedCalls:
-    """The approved calls a resume is about to run, by (tool name, canonical arguments)."""
+    """The approved calls a resume is about to run, by (tool name, canonical arguments: the
+    edited ones when a person changed them), and what the model must read with a result."""
 
     ledger: CallLedger
     tool_call_ids: Mapping[tuple[str, str], str]
+    notes: Mapping[str, str] = field(default_factory=dict)  # by tool_call_id
+
+    def tool_call_id(self, name: str, arguments: Mapping[str, Any]) -> str | None:
+        return self.tool_call_ids.get((name, canonical_arguments(arguments)))
 
 
 #: Set for the duration of one resume; read by the guarded tool wrappers.
@@ -94,9 +99,21 @@ def _guarded(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
 
     @functools.wraps(function)
     async def run_tool(**arguments: Any) -> Any:
-        return await run_once(function.__name__, arguments, lambda: _call(function, arguments))
+        name = function.__name__
+        result = await run_once(name, arguments, lambda: _call(function, arguments))
+        note = edit_note(name, arguments)
+        if note is None:
+            return result
+        return f"{note}\n\n{result if isinstance(result, str) else json.dumps(result, default=str)}"
 
     return run_tool
+
+
+def edit_note(name: str, arguments: Mapping[str, Any]) -> str | None:
+    """During a resume: what the model must read with the result of a call a person edited."""
+    approved = _approved_calls.get()
+    tool_call_id = approved.tool_call_id(name, arguments) if approved else None
+    return approved.notes.get(tool_call_id) if approved and tool_call_id else None
 
 
 async def run_once(
@@ -108,9 +125,7 @@ async def run_once(
     resumes, so a retried resume returns the stored result instead of acting again.
     """
     approved = _approved_calls.get()
-    tool_call_id = (
-        approved.tool_call_ids.get((name, canonical_arguments(arguments))) if approved else None
-    )
+    tool_call_id = approved.tool_call_id(name, arguments) if approved else None
     if approved is None or tool_call_id is None:
         return await execute()
     stored = await approved.ledger.stored_result(tool_call_id)

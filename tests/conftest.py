@@ -165,6 +165,17 @@ def button_value(message: dict[str, Any], action_id: str) -> str:
     raise AssertionError(f"no {action_id} button in {message}")
 
 
+def button_block(message: dict[str, Any], action_id: str, call: int | None = 0) -> str:
+    """The block id of the ``action_id`` button of call ``call`` (None: Approve/Deny all)."""
+    scope = "all" if call is None else str(call)
+    for block in message.get("blocks", []):
+        if block.get("type") != "actions" or block.get("block_id", "").split(".")[1:2] != [scope]:
+            continue
+        if any(e.get("action_id") == action_id for e in block.get("elements", [])):
+            return str(block["block_id"])
+    raise AssertionError(f"no {action_id} button for call {scope} in {message}")
+
+
 def all_text(message: dict[str, Any]) -> str:
     """Every text of a message and its blocks, joined (what a person reads)."""
     parts = [str(message.get("text", ""))]

@@ -234,11 +234,13 @@ class SlackSender:
         user: str,
         channel: str = "C0APPROVALS",
         message_ts: str = "1700000000.000100",
+        block_id: str = "approval_actions",
     ) -> Reply:
-        """A button click on a message."""
+        """A button click on a message (by default on a card's single actions block, as cards
+        had before per-call buttons; pass the real ``block_id`` to click one call's)."""
         return await self.interaction(
             {
-                **button_actions(action_id, value, user=user, block_id="approval_actions"),
+                **button_actions(action_id, value, user=user, block_id=block_id),
                 "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
                 "channel": {"id": channel},
                 "message": {"ts": message_ts, "type": "message"},
@@ -246,12 +248,18 @@ class SlackSender:
         )
 
     async def home_click(
-        self, action_id: str, value: str, *, user: str, view_id: str = "V0HOME"
+        self,
+        action_id: str,
+        value: str,
+        *,
+        user: str,
+        view_id: str = "V0HOME",
+        block_id: str = "approval_actions",
     ) -> Reply:
         """A button click on the bot's Home tab: the container is the view, not a message."""
         return await self.interaction(
             {
-                **button_actions(action_id, value, user=user, block_id="home_actions"),
+                **button_actions(action_id, value, user=user, block_id=block_id),
                 "container": {"type": "view", "view_id": view_id},
                 "view": {
                     "id": view_id,

@@ -97,7 +97,7 @@ async def test_deny_asks_for_a_reason_which_the_model_receives(bot: BotUnderTest
 
     await bot.send.click("approval_deny", approval_id, user=MANAGER)
     modal = await bot.slack.wait_for("views.open")
-    assert modal["view"]["private_metadata"] == approval_id
+    assert modal["view"]["private_metadata"] == f"{approval_id}:all"
     assert agent_tools.CALLS == []
 
     reply = await bot.send.submit_view(

@@ -30,15 +30,23 @@ from bot.approval import (
 )
 from bot.policy import Approvers, Gate
 from bot.slack import blocks
+from tests.approvals import build, outcome
 from tests.conftest import all_text
 
 APPROVAL_ID = "0123456789abcdef01234567"
 HOSTILE = "<!channel> <@U1> <https://evil|bank> & @here"
 BIG_ARGUMENTS = 100_000
+CHANNEL_GATE = Gate((Approvers(channel="C0APPROVALS"),))
 
 
-def request(*calls: ToolCall, text: str = "please book it", **changes: Any) -> ApprovalRequest:
-    return ApprovalRequest(
+def request(
+    *calls: ToolCall,
+    text: str = "please book it",
+    gate: Gate | None = CHANNEL_GATE,
+    **changes: Any,
+) -> ApprovalRequest:
+    return build(
+        gate=gate,
         id=APPROVAL_ID,
         thread=ThreadRef("T1", "D1", "1700000000.000100"),
         requester=Requester("UREQ", text, "https://example.slack.com/archives/D1/p1"),
@@ -46,7 +54,6 @@ def request(*calls: ToolCall, text: str = "please book it", **changes: Any) -> A
         calls=calls,
         deferral={},
         approvals_channel="C0APPROVALS",
-        gate=Gate((Approvers(channel="C0APPROVALS"),)),
         created_at=1_700_000_000.0,
         **changes,
     )
@@ -59,6 +66,11 @@ def call(arguments: Any, name: str = "book_flight", index: int = 0) -> ToolCall:
 
 def calls(count: int, arguments: Any) -> list[ToolCall]:
     return [call(arguments, f"tool_{i}", i) for i in range(count)]
+
+
+def decided_request(req: ApprovalRequest) -> ApprovalRequest:
+    """``req`` with every call a person decides approved by UMANAGER."""
+    return outcome(req, Status.APPROVED, Decision(Status.APPROVED, "UMANAGER", 1_700_000_100.0))
 
 
 def decided(status: Status, reason: str | None = None, **changes: Any) -> ApprovalRequest:
@@ -120,7 +132,9 @@ def all_builders(req: ApprovalRequest) -> list[tuple[str, list[Block] | View]]:
     return [
         ("approval_card", blocks.approval_card(req)),
         ("arguments_modal", blocks.arguments_modal(req)),
-        ("deny_modal", blocks.deny_modal(req)),
+        ("deny_modal", blocks.deny_modal(req, req.asked, None)),
+        ("deny_call_modal", blocks.deny_modal(req, req.asked[:1], 0)),
+        ("decided", blocks.decided_note(req)[1]),
         ("awaiting", [blocks.section(blocks.awaiting_text(req, "https://x.slack.com/p1"))]),
         ("resume_failed", blocks.resume_failed_blocks(req, "The model service failed.")),
     ]
@@ -250,7 +264,8 @@ def test_a_hostile_tool_name_is_inert() -> None:
     req = request(call({}, name="<!channel>"))
     shown = [
         texts(dicts(blocks.approval_card(req))),
-        texts(dicts(blocks.deny_modal(req))),
+        texts(dicts(blocks.deny_modal(req, req.asked, None))),
+        texts(dicts(blocks.decided_note(decided_request(req))[1])),
         texts(dicts(blocks.arguments_modal(req))),
         blocks.awaiting_text(req, None),
     ]
@@ -325,7 +340,8 @@ def test_many_calls_card_lists_ten_and_counts_the_rest() -> None:
     text = texts(result)
     assert "tool_9" in text
     assert "tool_10`" not in text
-    assert "…and 50 more calls." in text
+    assert "…and 50 more calls" in text
+    assert "Approve all" in buttons(result) and "Deny all" in buttons(result)
     assert "Show full arguments" in buttons(result)
     assert len(result[0]["text"]["text"]) <= 150
     assert "and 57 more" in result[0]["text"]["text"]
@@ -352,10 +368,19 @@ def test_arguments_modal_for_many_calls_is_truncated_and_says_so() -> None:
 
 
 def test_deny_modal_carries_the_id() -> None:
-    view = blocks.deny_modal(request(call({}, name="send_note"), text=HOSTILE))
+    req = request(call({}, name="send_note"), call({}, name="pay", index=1), text=HOSTILE)
+    view = blocks.deny_modal(req, [1], 1)
     result = dicts(view)
     data = view.to_dict()
-    assert data["private_metadata"] == APPROVAL_ID
+    assert data["private_metadata"] == f"{APPROVAL_ID}:1"
+    assert blocks.parse_deny_metadata(data["private_metadata"]) == (APPROVAL_ID, 1)
+    assert "`send_note`" not in texts(result)
+    assert "`pay`" in texts(result)
+    view = blocks.deny_modal(req, [0, 1], None)
+    data = view.to_dict()
+    assert data["private_metadata"] == f"{APPROVAL_ID}:all"
+    assert blocks.parse_deny_metadata(data["private_metadata"]) == (APPROVAL_ID, None)
+    result = dicts(view)
     assert data["callback_id"] == blocks.DENY_MODAL
     assert "`send_note`" in texts(result)
     [field] = [block for block in result if block["type"] == "input"]
@@ -476,7 +501,7 @@ def screened(
 
 
 def gated(*calls_: ToolCall, gate: Gate | None = FIN_GATE, **changes: Any) -> ApprovalRequest:
-    return replace(request(*calls_, **changes), gate=gate)
+    return request(*calls_, gate=gate, **changes)
 
 
 def test_card_shows_what_the_policy_did_with_each_call() -> None:
@@ -562,7 +587,7 @@ def test_a_hostile_rule_name_in_the_gate_line_is_inert() -> None:
 
 
 def test_a_decided_card_has_no_gate_line() -> None:
-    req = replace(decided(Status.APPROVED), gate=FIN_GATE)
+    req = decided(Status.APPROVED, gate=FIN_GATE)
     assert "Who can decide" not in texts(checked(blocks.approval_card(req)))
 
 

@@ -27,6 +27,7 @@ from bot.config import BotConfig
 from bot.console import Page
 from bot.policy import Approvers, Effect, Gate, Grant, Override, Policy
 from bot.slack import blocks, console_blocks
+from tests.approvals import build
 from tests.test_blocks import checked, texts
 
 HOSTILE = "<!channel> <@U123> <https://evil|bank>"
@@ -42,7 +43,13 @@ def approval(
     tools: tuple[str, ...] = ("book_flight",),
     **changes: Any,
 ) -> ApprovalRequest:
-    request = ApprovalRequest(
+    gate = changes.pop("gate", Gate((Approvers(channel="C0APPROVALS"),), grant_durations_s=(3600,)))
+    status = changes.pop("status", Status.PENDING)
+    decision = changes.pop("decision", None)
+    request = build(
+        gate=gate,
+        status=status,
+        decision=decision,
         id=f"{n:024x}",
         thread=ThreadRef("T1", "D1", f"1700000000.{n:06d}"),
         requester=Requester(requester, f"request {n}"),
@@ -50,7 +57,6 @@ def approval(
         calls=tuple(ToolCall(f"call_{i}", name, "{}") for i, name in enumerate(tools)),
         deferral={},
         approvals_channel="C0APPROVALS",
-        gate=Gate((Approvers(channel="C0APPROVALS"),), grant_durations_s=(3600,)),
         created_at=CREATED + n,
         card_link=card_link,
     )
@@ -286,7 +292,7 @@ def test_home_of_an_approver_with_twenty_of_500_requests_to_decide() -> None:
     assert result[0]["type"] == "header" and result[0]["text"]["text"] == "Approvals"
     assert "*Waiting for your decision* (500)" in text
     actions = [block for block in result if block["type"] == "actions"]
-    assert [block["block_id"] for block in actions] == [f"home_{n:024x}" for n in range(20)]
+    assert [block["block_id"] for block in actions] == [f"{n:024x}.0.r0" for n in range(20)]
     for n, block in enumerate(actions):
         found = {element["text"]["text"]: element for element in block["elements"]}
         assert list(found) == ["Approve", "Approve for 1 hour", "Deny"]

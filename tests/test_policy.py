@@ -473,53 +473,18 @@ def test_gate_channel_is_the_first_requirement_that_names_one() -> None:
     assert Gate((Approvers(users=("U0A",)),)).channel is None
 
 
-def test_combining_one_gate_gives_it_back() -> None:
-    assert Gate.combine([DEFAULT_GATE]) is DEFAULT_GATE
-
-
-def test_combining_gates_gives_the_strictest() -> None:
-    finance = Approvers(usergroups=("S0FIN",))
-    channel = Approvers(channel=APPROVALS)
-    first = Gate(
-        (channel,),
-        quorum=1,
-        allow_self_approval=True,
-        grant_durations_s=(1800, 3600, 86400),
-        grant_same_arguments=False,
-        rule="rule 1 (a)",
-    )
-    second = Gate(
-        (finance, channel),
-        quorum=2,
-        allow_self_approval=False,
-        grant_durations_s=(3600, 86400, 604800),
-        grant_same_arguments=True,
-        rule="rule 2 (b)",
-    )
-    third = Gate(
-        (channel,),
-        quorum=1,
-        allow_self_approval=True,
-        grant_durations_s=(86400, 3600),
-        rule="rule 1 (a)",
-    )
-    combined = Gate.combine([first, second, third])
-    assert combined.requirements == (channel, finance)  # deduplicated, in order
-    assert combined.quorum == 2
-    assert combined.allow_self_approval is False
-    assert combined.grant_durations_s == (3600, 86400)
-    assert combined.grant_same_arguments is True
-    assert combined.rule == "rule 1 (a) + rule 2 (b)"
-    assert not combined.grantable
-
-
-def test_combining_allows_self_approval_only_if_every_gate_does() -> None:
-    yes = Gate((Approvers(channel=APPROVALS),), allow_self_approval=True, grant_durations_s=(60,))
-    no = Gate((Approvers(channel=APPROVALS),), allow_self_approval=False)
-    assert Gate.combine([yes, yes]).allow_self_approval is True
-    assert Gate.combine([yes, no]).allow_self_approval is False
-    assert Gate.combine([yes, no]).grant_durations_s == ()
-    assert Gate.combine([yes, no]).requirements == (Approvers(channel=APPROVALS),)
+def test_allow_edit_comes_from_the_rule_else_the_defaults() -> None:
+    rules = [
+        {"tools": ["pay"], "allow_edit": False},
+        {"tools": ["book_*"]},
+    ]
+    p = policy(rules, defaults={"allow_edit": True})
+    assert p.defaults.allow_edit is True
+    paying = p.evaluate(call("pay")).gate
+    assert paying is not None and paying.allow_edit is False
+    gate = p.evaluate(call("book_flight")).gate
+    assert gate is not None and gate.allow_edit is True
+    assert policy([]).defaults.allow_edit is False
 
 
 def test_gate_round_trips_through_a_dict() -> None:
@@ -533,6 +498,7 @@ def test_gate_round_trips_through_a_dict() -> None:
         grant_durations_s=(60, 3600),
         grant_same_arguments=True,
         rule="rule 4 (money)",
+        allow_edit=True,
     )
     data = gate.to_dict()
     assert json.loads(json.dumps(data)) == data  # JSON-friendly

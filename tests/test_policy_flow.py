@@ -184,7 +184,8 @@ async def test_a_conditional_rule_sends_a_big_purchase_to_its_approvers(
     await bot.settled()
     approval_id = button_value(card, "approval_approve")
     assert await bot.redis.hget(keys.approval(approval_id), "status") == "pending"
-    assert await bot.redis.hget(keys.approval(approval_id), "votes") == ""
+    stored = await bot.services.store.get_approval(approval_id)
+    assert stored.voters == set()
 
 
 async def test_a_glob_allow_rule_runs_the_tool_without_asking(bot: BotUnderTest) -> None:
@@ -268,7 +269,7 @@ async def test_a_quorum_of_two_counts_concurrent_clicks_once_each_and_resumes_on
     assert agent_tools.runs_of("buy") == [{"item": "laptops", "price": 900}]
     assert len(function_results(bot)) == 1
     stored = await bot.services.store.get_approval(approval_id)
-    assert sorted(vote.user_id for vote in stored.votes) == sorted([FIN1, CFO])
+    assert sorted(vote.user_id for vote in stored.decisions[0].votes) == sorted([FIN1, CFO])
     final = [m for (channel, _), m in bot.slack.messages.items() if channel == APPROVALS]
     [card] = final
     text = all_text(card)

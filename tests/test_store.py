@@ -21,6 +21,7 @@ from bot.approval import (
     ApprovalRequest,
     Auto,
     Decision,
+    Edit,
     MessageRef,
     Requester,
     Resume,
@@ -29,9 +30,10 @@ from bot.approval import (
     ToolCall,
     new_approval_id,
 )
-from bot.errors import AlreadyDecided, ApprovalNotFound, NotAllowed
+from bot.errors import AlreadyDecided, ApprovalNotFound, StaleCard
 from bot.policy import Approvers, Gate
-from bot.store import RUN_LEASE_S, Ballot, Store
+from bot.store import RUN_LEASE_S, Action, Cast, Store
+from tests.approvals import build
 
 THREAD = ThreadRef("T1", "D1", "1700000000.000100")
 
@@ -45,7 +47,8 @@ async def store(redis_client: aioredis.Redis, redis_url: str) -> AsyncIterator[S
 
 
 def approval(**changes: Any) -> ApprovalRequest:
-    request = ApprovalRequest(
+    request = build(
+        gate=changes.pop("gate", Gate((Approvers(channel="C0APPROVALS"),))),
         id=new_approval_id(),
         thread=THREAD,
         requester=Requester("UREQ", "Book me a flight to Zürich ✈", "https://x.slack.com/p1"),
@@ -56,7 +59,6 @@ def approval(**changes: Any) -> ApprovalRequest:
         ),
         deferral={"conversation_id": "conv_1", "deferred_calls": [{"id": "call_1"}], "n": 1.5},
         approvals_channel="C0APPROVALS",
-        gate=Gate((Approvers(channel="C0APPROVALS"),)),
         created_at=1_700_000_000.25,
         placeholder=MessageRef("D1", "1700000000.000200"),
     )
@@ -90,6 +92,14 @@ async def test_get_a_missing_approval(store: Store) -> None:
     assert caught.value.approval_id == "nope"
 
 
+async def vote(
+    store: Store, request: ApprovalRequest, decision: Decision, calls: list[int] | None = None
+) -> Cast:
+    """One person's approval or veto of ``calls`` (default: every call a person decides)."""
+    action = Action.APPROVE if decision.status is Status.APPROVED else Action.DENY
+    return await store.cast(request, action, decision, request.asked if calls is None else calls)
+
+
 async def test_fifty_concurrent_decisions_have_one_winner(store: Store) -> None:
     request = approval()
     await store.create_approval(request)
@@ -98,9 +108,9 @@ async def test_fifty_concurrent_decisions_have_one_winner(store: Store) -> None:
         for i in range(50)
     ]
     results = await asyncio.gather(
-        *(store.vote(request, decision) for decision in decisions), return_exceptions=True
+        *(vote(store, request, decision) for decision in decisions), return_exceptions=True
     )
-    winners = [result.request for result in results if isinstance(result, Ballot)]
+    winners = [result.request for result in results if isinstance(result, Cast)]
     losers = [result for result in results if isinstance(result, AlreadyDecided)]
     assert len(winners) == 1
     assert len(losers) == 49
@@ -111,15 +121,16 @@ async def test_fifty_concurrent_decisions_have_one_winner(store: Store) -> None:
     stored = await store.get_approval(request.id)
     assert stored.status is winner.status
     assert stored.decision == winner.decision
+    assert stored.decisions == winner.decisions
     assert await store.pending_ids() == []
 
 
 async def test_a_later_decision_is_refused_naming_who_decided(store: Store) -> None:
     request = approval()
     await store.create_approval(request)
-    await store.vote(request, Decision(Status.APPROVED, "UMANAGER", time.time()))
+    await vote(store, request, Decision(Status.APPROVED, "UMANAGER", time.time()))
     with pytest.raises(AlreadyDecided) as caught:
-        await store.vote(request, Decision(Status.DENIED, "UBOSS", time.time(), "no"))
+        await vote(store, request, Decision(Status.DENIED, "UBOSS", time.time(), "no"))
     assert (caught.value.status, caught.value.decided_by) == ("approved", "UMANAGER")
     assert str(caught.value) == "already approved by UMANAGER"
     assert (await store.get_approval(request.id)).status is Status.APPROVED
@@ -127,11 +138,11 @@ async def test_a_later_decision_is_refused_naming_who_decided(store: Store) -> N
 
 async def test_deciding_a_missing_approval(store: Store) -> None:
     with pytest.raises(ApprovalNotFound):
-        await store.vote(approval(), Decision(Status.APPROVED, "UMANAGER", time.time()))
+        await vote(store, approval(), Decision(Status.APPROVED, "UMANAGER", time.time()))
 
 
 def quorum_of_two() -> ApprovalRequest:
-    return replace(approval(), gate=Gate((Approvers(channel="C0APPROVALS"),), quorum=2))
+    return approval(gate=Gate((Approvers(channel="C0APPROVALS"),), quorum=2))
 
 
 async def test_a_quorum_counts_each_approver_once_and_the_last_vote_decides(
@@ -139,17 +150,17 @@ async def test_a_quorum_counts_each_approver_once_and_the_last_vote_decides(
 ) -> None:
     request = quorum_of_two()
     await store.create_approval(request)
-    first = await store.vote(request, Decision(Status.APPROVED, "UA", time.time()))
-    assert not first.decided
-    assert [vote.user_id for vote in first.request.votes] == ["UA"]
-    with pytest.raises(NotAllowed):
-        await store.vote(request, Decision(Status.APPROVED, "UA", time.time()))
+    first = await vote(store, request, Decision(Status.APPROVED, "UA", time.time()))
+    assert not first.complete and first.calls("counted") == [0, 1]
+    assert [vote.user_id for vote in first.request.decisions[0].votes] == ["UA"]
+    again = await vote(store, request, Decision(Status.APPROVED, "UA", time.time()))
+    assert again.calls("voted") == [0, 1] and not again.complete
     assert await store.pending_ids() == [request.id]
-    second = await store.vote(request, Decision(Status.APPROVED, "UB", time.time()))
-    assert second.decided
+    second = await vote(store, request, Decision(Status.APPROVED, "UB", time.time()))
+    assert second.complete and second.calls("decided") == [0, 1]
     stored = await store.get_approval(request.id)
     assert stored.status is Status.APPROVED
-    assert [vote.user_id for vote in stored.votes] == ["UA", "UB"]
+    assert [vote.user_id for vote in stored.decisions[1].votes] == ["UA", "UB"]
     assert stored.decision is not None and stored.decision.user_id == "UB"
     assert await store.pending_ids() == []
 
@@ -161,28 +172,75 @@ async def test_concurrent_approvals_on_a_quorum_are_each_counted_and_one_decides
     await store.create_approval(request)
     results = await asyncio.gather(
         *(
-            store.vote(request, Decision(Status.APPROVED, f"U{i:02d}", time.time()))
+            vote(store, request, Decision(Status.APPROVED, f"U{i:02d}", time.time()))
             for i in range(20)
         ),
         return_exceptions=True,
     )
-    ballots = [result for result in results if isinstance(result, Ballot)]
-    assert len(ballots) == 2  # the first two counted; the rest find it decided
-    assert [ballot.decided for ballot in ballots].count(True) == 1
+    casts = [result for result in results if isinstance(result, Cast)]
+    assert len(casts) == 2  # the first two counted; the rest find it decided
+    assert [cast.complete for cast in casts].count(True) == 1
     assert sum(isinstance(result, AlreadyDecided) for result in results) == 18
     stored = await store.get_approval(request.id)
-    assert len(stored.votes) == 2 and len(stored.voters) == 2
+    assert len(stored.decisions[0].votes) == 2 and len(stored.voters) == 2
 
 
 async def test_one_deny_vetoes_a_quorum_in_progress(store: Store) -> None:
     request = quorum_of_two()
     await store.create_approval(request)
-    await store.vote(request, Decision(Status.APPROVED, "UA", time.time()))
-    veto = await store.vote(request, Decision(Status.DENIED, "UB", time.time(), "no"))
-    assert veto.decided and veto.request.status is Status.DENIED
+    await vote(store, request, Decision(Status.APPROVED, "UA", time.time()))
+    veto = await vote(store, request, Decision(Status.DENIED, "UB", time.time(), "no"))
+    assert veto.complete and veto.request.status is Status.DENIED
     stored = await store.get_approval(request.id)
     assert stored.status is Status.DENIED
-    assert stored.decision is not None and stored.decision.reason == "no"
+    assert stored.decisions[0].reason == "no" and stored.decisions[0].user_id == "UB"
+
+
+async def test_calls_are_decided_one_by_one_and_the_last_completes_a_mixed_request(
+    store: Store,
+) -> None:
+    request = approval()
+    await store.create_approval(request)
+    first = await vote(store, request, Decision(Status.DENIED, "UA", 1.0, "not that"), [1])
+    assert first.calls("decided") == [1] and not first.complete
+    assert first.request.status is Status.PENDING and first.request.undecided == [0]
+    assert await store.pending_ids() == [request.id]
+    again = await vote(store, request, Decision(Status.APPROVED, "UB", 2.0), [1])
+    assert again.calls("closed") == [1] and not again.complete
+    last = await vote(store, request, Decision(Status.APPROVED, "UB", 3.0), [0])
+    assert last.complete and last.request.status is Status.MIXED
+    stored = await store.get_approval(request.id)
+    assert [d.status for d in stored.decisions] == [Status.APPROVED, Status.DENIED]
+    assert stored.status is Status.MIXED and stored.decision == Decision(Status.MIXED, "UB", 3.0)
+    assert await store.pending_ids() == []
+
+
+async def test_an_edit_restarts_the_quorum_bumps_the_revision_and_keeps_numbers_exact(
+    store: Store,
+) -> None:
+    request = quorum_of_two()
+    await store.create_approval(request)
+    await vote(store, request, Decision(Status.APPROVED, "UA", 1.0), [0])
+    arguments = '{"destination": "Zürich", "date": "2025-01-02", "seats": 12345678901234567}'
+    edit = Edit(arguments, {"date": "2025-01-02", "seats": 12345678901234567}, "UB", 2.0)
+    edited = await store.cast(
+        request, Action.EDIT, Decision(Status.APPROVED, "UB", 2.0), [0], revision=0, edit=edit
+    )
+    assert edited.calls("counted") == [0]
+    stored = await store.get_approval(request.id)
+    assert stored.revision == 1
+    assert stored.decisions[0].edit == edit  # stored as text: no float rounding of 17 digits
+    assert [v.user_id for v in stored.decisions[0].votes] == ["UB"]  # UA approved the old ones
+    assert stored.arguments_of(0) == arguments
+    with pytest.raises(StaleCard):  # a click on the card as it was before the edit
+        await store.cast(
+            request, Action.APPROVE, Decision(Status.APPROVED, "UC", 3.0), [0], revision=0
+        )
+    done = await store.cast(
+        stored, Action.APPROVE, Decision(Status.APPROVED, "UC", 3.0), [0], revision=1
+    )
+    assert done.calls("decided") == [0]
+    assert (await store.get_approval(request.id)).decisions[0].status is Status.APPROVED
 
 
 def message(n: int) -> dict[str, object]:
@@ -276,28 +334,38 @@ async def test_concurrent_deliveries_of_one_event_are_seen_first_once(store: Sto
 
 
 # -- schema 1, requests decided by policy, the requester's list ------------------------------
-async def write_schema_1(
-    redis_client: aioredis.Redis, request: ApprovalRequest, **record_fields: Any
+async def write_old_schema(
+    redis_client: aioredis.Redis,
+    request: ApprovalRequest,
+    version: int,
+    votes: list[dict[str, Any]] | None = None,
+    **record_fields: Any,
 ) -> None:
-    """Store ``request`` as a schema-1 approval (one channel, no gate, votes or verdicts)."""
+    """Store ``request`` as bot versions before per-call decisions did: schema 1 (one
+    channel, no gate, votes or verdicts) or 2 (one gate and one vote list for all calls)."""
     record = json.loads(request.to_json())
-    del record["gate"], record["votes"]
-    record.update(record_fields)
+    del record["decisions"], record["revision"]
     for call in record["calls"]:
-        del call["auto"], call["rule"], call["note"]
-    await redis_client.hset(
-        keys.approval(request.id),
-        mapping={
-            "v": 1,
-            "record": json.dumps(record),
-            "status": "pending",
-            "decision": "",
-            "card": "",
-            "resume": "waiting",
-            "outcome": "",
-            "follow_up_id": "",
-        },
-    )
+        del call["gate"], call["parameters"]
+        if version == 1:
+            del call["auto"], call["rule"], call["note"]
+    if version == 2:
+        record["gate"] = Gate((Approvers(channel="C0APPROVALS"),), quorum=2).to_dict()
+        record["votes"] = []
+    record.update(record_fields)
+    fields: dict[str, Any] = {
+        "v": version,
+        "record": json.dumps(record),
+        "status": "pending",
+        "decision": "",
+        "card": "",
+        "resume": "waiting",
+        "outcome": "",
+        "follow_up_id": "",
+    }
+    if version == 2:
+        fields["votes"] = json.dumps(votes or [])
+    await redis_client.hset(keys.approval(request.id), mapping=fields)
     await redis_client.zadd(keys.PENDING_ZSET, {request.id: request.created_at})
 
 
@@ -305,16 +373,13 @@ async def test_a_schema_1_approval_is_read_with_a_gate_from_its_channel(
     store: Store, redis_client: aioredis.Redis
 ) -> None:
     request = approval()
-    await write_schema_1(redis_client, request, allow_self_approval=True)
+    await write_old_schema(redis_client, request, 1, allow_self_approval=True)
     stored = await store.get_approval(request.id)
-    assert stored.gate is not None
-    assert stored.gate.requirements == (Approvers(channel="C0APPROVALS"),)
-    assert stored.gate.allow_self_approval is True
-    assert stored.gate.quorum == 1 and not stored.gate.grantable
-    assert stored.votes == ()
-    assert stored == replace(
-        request, gate=Gate((Approvers(channel="C0APPROVALS"),), allow_self_approval=True)
-    )
+    gate = Gate((Approvers(channel="C0APPROVALS"),), allow_self_approval=True)
+    assert [call.gate for call in stored.calls] == [gate, gate]
+    assert not gate.grantable
+    assert stored.voters == set()
+    assert stored == approval(id=request.id, gate=gate)
     assert await store.get_approvals(await store.pending_ids()) == [stored]
 
 
@@ -322,21 +387,35 @@ async def test_a_schema_1_approval_without_the_self_approval_flag_forbids_it(
     store: Store, redis_client: aioredis.Redis
 ) -> None:
     request = approval()
-    await write_schema_1(redis_client, request)
+    await write_old_schema(redis_client, request, 1)
     stored = await store.get_approval(request.id)
-    assert stored.gate == Gate((Approvers(channel="C0APPROVALS"),), allow_self_approval=False)
+    assert stored.gates == [Gate((Approvers(channel="C0APPROVALS"),), allow_self_approval=False)]
 
 
 async def test_a_schema_1_approval_can_still_be_decided(
     store: Store, redis_client: aioredis.Redis
 ) -> None:
     request = approval()
-    await write_schema_1(redis_client, request)
+    await write_old_schema(redis_client, request, 1)
     stored = await store.get_approval(request.id)
-    ballot = await store.vote(stored, Decision(Status.APPROVED, "UMANAGER", time.time()))
-    assert ballot.decided
+    cast = await vote(store, stored, Decision(Status.APPROVED, "UMANAGER", time.time()))
+    assert cast.complete
     assert (await store.get_approval(request.id)).status is Status.APPROVED
     assert await store.pending_ids() == []
+
+
+async def test_a_schema_2_approval_keeps_its_votes_and_finishes_its_quorum(
+    store: Store, redis_client: aioredis.Redis
+) -> None:
+    request = approval()
+    votes = [{"user_id": "UA", "at": 1.5}]
+    await write_old_schema(redis_client, request, 2, votes=votes)
+    stored = await store.get_approval(request.id)
+    assert [call.gate and call.gate.quorum for call in stored.calls] == [2, 2]
+    assert [[v.user_id for v in d.votes] for d in stored.decisions] == [["UA"], ["UA"]]
+    cast = await vote(store, stored, Decision(Status.APPROVED, "UB", time.time()))
+    assert cast.complete and cast.calls("decided") == [0, 1]
+    assert (await store.get_approval(request.id)).status is Status.APPROVED
 
 
 async def test_a_request_the_policy_decided_is_not_pending_but_is_listed_for_its_requester(

@@ -193,6 +193,15 @@ class SlackChat:
             for group in response.get("usergroups") or []
         }
 
+    async def tell_decided(self, request: ApprovalRequest) -> None:
+        # it replaces "needs approval…" when that message is known, so the thread reads on
+        text, message_blocks = blocks.decided_note(request)
+        if request.placeholder is not None:
+            await self._update(request.placeholder, text, message_blocks)
+        else:
+            thread = request.thread
+            await self._post(thread.channel_id, text, thread.thread_ts, message_blocks)
+
     async def tell_policy(self, request: ApprovalRequest) -> None:
         text, message_blocks = blocks.policy_note(request)
         await self._post(request.thread.channel_id, text, request.thread.thread_ts, message_blocks)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
@@ -36,6 +37,11 @@ APPROVE: Final = "approval_approve"
 #: "Approve for <duration>": the duration in seconds follows, e.g. ``approval_grant_3600``.
 GRANT_PREFIX: Final = "approval_grant_"
 DENY: Final = "approval_deny"
+EDIT: Final = "approval_edit"
+APPROVE_ALL: Final = "approval_approve_all"
+DENY_ALL: Final = "approval_deny_all"
+#: The block id of the one actions block cards had before per-call buttons; still clickable.
+LEGACY_BLOCK_IDS: Final = frozenset({"approval_actions"})
 SHOW_ARGUMENTS: Final = "approval_show_arguments"
 RETRY_RESUME: Final = "approval_retry_resume"
 RETRY_TURN: Final = "turn_retry"
@@ -46,6 +52,7 @@ DENY_REASON_INPUT: Final = "reason"
 MAX_MESSAGE_BLOCKS: Final = 50
 MAX_MODAL_BLOCKS: Final = 100
 SECTION_LIMIT: Final = 3000
+FIELD_LIMIT: Final = 2000  # one of a section's fields
 #: Room left in a section for the code fence and escaping growth.
 _CODE_ROOM: Final = SECTION_LIMIT - 100
 #: How much of all calls' arguments a card shows; the rest is behind "Show full arguments".
@@ -127,6 +134,41 @@ def _tools_title(request: ApprovalRequest) -> str:
     return f"Approval needed: {shown}"[:150]
 
 
+def call_block_id(request: ApprovalRequest, index: int | None) -> str:
+    """The block id of a call's buttons (``index``), or of Approve all / Deny all (None).
+
+    Button values carry only the request id; which call, and which revision of the
+    arguments the person saw, ride in the block id: ``<id>.<index|all>.r<revision>``.
+    """
+    return f"{request.id}.{'all' if index is None else index}.r{request.revision}"
+
+
+@dataclass(frozen=True)
+class BlockTarget:
+    """What a button's block id names: one call (or all of them) on a revision of the card."""
+
+    call: int | None
+    revision: int | None  # None: a card from before revisions existed; not checked
+
+
+_BLOCK_ID = re.compile(r"^(?P<id>[0-9a-f]{24})\.(?P<call>all|\d{1,3})\.r(?P<rev>\d{1,9})$")
+
+
+def parse_block_id(block_id: str, approval_id: str) -> BlockTarget | None:
+    """The target of a click, or None when the block id is not one of ours for that id.
+
+    Cards posted before per-call buttons existed had one actions block for the whole
+    request; a click there means every call, as it did then.
+    """
+    if block_id in LEGACY_BLOCK_IDS:
+        return BlockTarget(None, None)
+    match = _BLOCK_ID.match(block_id)
+    if match is None or match["id"] != approval_id:
+        return None
+    call = match["call"]
+    return BlockTarget(None if call == "all" else int(call), int(match["rev"]))
+
+
 def _call_status(call: ToolCall) -> str:
     """What the policy did with a call, as one short line (empty when a person decides)."""
     rule = escape(call.rule[:200])
@@ -141,16 +183,89 @@ def _call_status(call: ToolCall) -> str:
     return ""
 
 
-def _call_blocks(call: ToolCall, budget: int) -> tuple[list[Block], bool]:
-    where = " (server-side tool)" if call.server_side else ""
-    status = _call_status(call)
-    title = f"*Tool:* `{escape(call.name[:200])}`{where}\n" + (f"{status}\n" if status else "")
-    arguments, truncated = truncate(call.pretty_arguments(), budget)
-    # escaping can grow the text up to 5x: cut further until the escaped section fits
-    while len(title) + len(code_block(arguments)) > SECTION_LIMIT:
+def _fit_code(text: str, budget: int, room: int) -> tuple[str, bool]:
+    """``text`` cut to ``budget`` characters, then further until its code block fits ``room``
+    (escaping can grow it up to 5x)."""
+    cut, truncated = truncate(text, budget)
+    while len(code_block(cut)) > room:
         budget = budget * 3 // 4
-        arguments, truncated = truncate(call.pretty_arguments(), budget)
-    return [section(title + code_block(arguments))], truncated
+        cut, truncated = truncate(text, budget)
+    return code_block(cut), truncated
+
+
+def _call_title(request: ApprovalRequest, index: int, per_call_gates: bool) -> str:
+    call = request.calls[index]
+    number = f"*{index + 1}.* " if len(request.calls) > 1 else ""
+    where = " (server-side tool)" if call.server_side else ""
+    lines = [f"{number}*Tool:* `{escape(call.name[:200])}`{where}"]
+    status = _call_status(call)
+    if status:
+        lines.append(status)
+    pending = request.decisions[index].status is Status.PENDING
+    if per_call_gates and call.gate is not None and call.auto is None and pending:
+        lines.append(f"*Waits for:* {_gate_summary(call.gate)}")
+    return "\n".join(lines) + "\n"
+
+
+def _call_blocks(
+    request: ApprovalRequest, index: int, budget: int, per_call_gates: bool
+) -> tuple[list[Block], bool]:
+    call, decision = request.calls[index], request.decisions[index]
+    title = _call_title(request, index, per_call_gates)
+    if decision.edit is not None:
+        # side by side: Block Kit shows a section's fields in two columns
+        original, cut_a = _fit_code(call.pretty_arguments(), budget // 2, FIELD_LIMIT - 40)
+        edited, cut_b = _fit_code(decision.edit.pretty_arguments(), budget // 2, FIELD_LIMIT - 40)
+        section_block = SectionBlock(
+            text=_md(title[: SECTION_LIMIT - 10]),
+            fields=[_md(f"*Asked for*\n{original}"), _md(f"*Edited*\n{edited}")],
+        )
+        blocks: list[Block] = [section_block]
+        truncated = cut_a or cut_b
+    else:
+        arguments, truncated = _fit_code(
+            call.pretty_arguments(), budget, SECTION_LIMIT - len(title)
+        )
+        blocks = [section(title + arguments)]
+    state = _call_state(request, index)
+    if state:
+        blocks.append(ContextBlock(elements=[_md(state)]))
+    if request.status is Status.PENDING and decision.status is Status.PENDING and call.auto is None:
+        blocks.append(
+            ActionsBlock(
+                block_id=call_block_id(request, index), elements=call_buttons(request, index)
+            )
+        )
+    return blocks, truncated
+
+
+def _call_state(request: ApprovalRequest, index: int) -> str | None:
+    """Where a person's decision on the call stands: votes, approval, denial, edit."""
+    call, decision = request.calls[index], request.decisions[index]
+    if call.auto is not None:
+        return None
+    edited = f" with arguments edited by <@{decision.edit.user_id}>" if decision.edit else ""
+    if decision.status is Status.APPROVED:
+        voters = [f"<@{vote.user_id}>" for vote in decision.votes] or [f"<@{decision.user_id}>"]
+        return (
+            f":white_check_mark: *Approved*{edited} by {', '.join(voters)} "
+            f"at {slack_date(decision.at)}"
+        )
+    if decision.status is Status.DENIED:
+        reason = f": {escape(truncate(decision.reason, 500)[0])}" if decision.reason else ""
+        return (
+            f":no_entry: *Denied* by <@{decision.user_id}> at {slack_date(decision.at)}"
+            f"{reason or ' (no reason given)'}"
+        )
+    quorum = call.gate.quorum if call.gate else 1
+    if not decision.votes and not decision.edit:
+        return None
+    counted = ", ".join(f"<@{vote.user_id}>" for vote in decision.votes)
+    missing = quorum - len(decision.votes)
+    return (
+        f":ballot_box_with_check: {len(decision.votes)} of {quorum} approvals{edited}: "
+        f"{counted}. Waiting for {missing} more from someone else who can decide."
+    )
 
 
 def _requester_block(request: ApprovalRequest) -> SectionBlock:
@@ -185,39 +300,35 @@ def who_may_decide(gate: Gate) -> str:
     return " who are also ".join(who_decides(a) for a in gate.requirements)
 
 
-def gate_text(gate: Gate) -> str:
-    """Who may decide, and how many must approve."""
+def _gate_summary(gate: Gate) -> str:
     who = who_may_decide(gate)
     need = f"{gate.quorum} approvals needed" if gate.quorum > 1 else "one approval needed"
     self_note = "" if gate.allow_self_approval else ", not the requester"
-    return f"*Who can decide:* {who}{self_note} · {need} · {escape(gate.rule[:200])}"
+    return f"{who}{self_note} · {need} · {escape(gate.rule[:200])}"
 
 
-def _progress_text(request: ApprovalRequest) -> str | None:
-    """Quorum progress while undecided: "1 of 2 approvals: @a"."""
-    if request.status is not Status.PENDING or request.quorum <= 1 or not request.votes:
-        return None
-    voters = ", ".join(f"<@{vote.user_id}>" for vote in request.votes)
-    missing = request.quorum - len(request.votes)
-    return (
-        f":ballot_box_with_check: {len(request.votes)} of {request.quorum} approvals: {voters}. "
-        f"Waiting for {missing} more from someone else who can decide."
-    )
+def gate_text(gate: Gate) -> str:
+    """Who may decide, and how many must approve."""
+    return f"*Who can decide:* {_gate_summary(gate)}"
 
 
 def _decision_text(request: ApprovalRequest) -> str | None:
+    """The request's decision, once its last call is decided."""
     decision = request.decision
     if decision is None:
-        return _progress_text(request)
+        return None
     when = slack_date(decision.at)
     if decision.by_policy:
         return f":robot_face: Decided by the approval policy at {when}"
-    if decision.status is Status.APPROVED:
-        voters = [f"<@{vote.user_id}>" for vote in request.votes] or [f"<@{decision.user_id}>"]
-        return f":white_check_mark: *Approved* by {', '.join(voters)} at {when}"
-    reason = f": {escape(truncate(decision.reason, 500)[0])}" if decision.reason else ""
-    reason = reason or " (no reason given)"
-    return f":no_entry: *Denied* by <@{decision.user_id}> at {when}{reason}"
+    asked = [request.decisions[i] for i in request.asked]
+    approved = sum(1 for d in asked if d.status is Status.APPROVED)
+    if len(asked) == 1:
+        return _call_state(request, request.asked[0])
+    denied = len(asked) - approved
+    icon = {Status.APPROVED: ":white_check_mark:", Status.DENIED: ":no_entry:"}.get(
+        request.status, ":ballot_box_with_check:"
+    )
+    return f"{icon} *Decided* at {when}: {approved} approved, {denied} denied."
 
 
 def _outcome_text(request: ApprovalRequest) -> str | None:
@@ -235,20 +346,27 @@ def card_text(request: ApprovalRequest) -> str:
 
 
 def approval_card(request: ApprovalRequest) -> list[Block]:
-    """The approval card: who asked, what for, each call's arguments, and the buttons."""
+    """The approval card: who asked, each call with its arguments, who decides it and its own
+    buttons, then Approve all / Deny all when several calls wait."""
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=_tools_title(request)))]
     blocks.append(_requester_block(request))
-    if request.gate is not None and request.status is Status.PENDING:
-        blocks.append(ContextBlock(elements=[_md(gate_text(request.gate))]))
-    shown = request.calls[:CARD_MAX_CALLS]
+    gates = request.gates
+    if len(gates) == 1 and request.status is Status.PENDING:
+        blocks.append(ContextBlock(elements=[_md(gate_text(gates[0]))]))
+    shown = range(min(len(request.calls), CARD_MAX_CALLS))
     budget = max(200, CARD_ARGUMENTS_BUDGET // len(shown)) if shown else 0
     any_truncated = len(request.calls) > len(shown)
-    for call in shown:
-        call_blocks, truncated = _call_blocks(call, budget)
+    for index in shown:
+        call_blocks, truncated = _call_blocks(request, index, budget, len(gates) > 1)
         blocks.extend(call_blocks)
         any_truncated = any_truncated or truncated
     if len(request.calls) > len(shown):
-        blocks.append(section(f"_…and {len(request.calls) - len(shown)} more calls._"))
+        hidden = len(request.calls) - len(shown)
+        blocks.append(
+            section(
+                f"_…and {hidden} more calls: see *Show full arguments*, decide them all below._"
+            )
+        )
     blocks.append(
         ContextBlock(
             elements=[_md(f"Requested {slack_date(request.created_at)} · id `{request.id}`")]
@@ -262,14 +380,15 @@ def approval_card(request: ApprovalRequest) -> list[Block]:
         blocks.append(ContextBlock(elements=[_md(outcome)]))
     buttons = _card_buttons(request, any_truncated)
     if buttons:
-        blocks.append(ActionsBlock(block_id="approval_actions", elements=buttons))
+        blocks.append(ActionsBlock(block_id=call_block_id(request, None), elements=buttons))
     return blocks
 
 
 def _card_buttons(request: ApprovalRequest, truncated: bool) -> list[ButtonElement]:
     buttons: list[ButtonElement] = []
-    if request.status is Status.PENDING:
-        buttons += decision_buttons(request)
+    hidden = len(request.calls) > CARD_MAX_CALLS
+    if request.status is Status.PENDING and (len(request.undecided) > 1 or hidden):
+        buttons += all_buttons(request)
     elif request.resume is Resume.FAILED:
         buttons.append(ButtonElement(text="Retry", action_id=RETRY_RESUME, value=request.id))
     if truncated:
@@ -279,18 +398,30 @@ def _card_buttons(request: ApprovalRequest, truncated: bool) -> list[ButtonEleme
     return buttons
 
 
-def decision_buttons(request: ApprovalRequest) -> list[ButtonElement]:
-    """Approve, Approve for <duration> (when the rule offers grants), Deny."""
+def all_buttons(request: ApprovalRequest) -> list[ButtonElement]:
+    """Approve all / Deny all: every waiting call the clicker may decide."""
+    return [
+        ButtonElement(text="Approve all", action_id=APPROVE_ALL, value=request.id, style="primary"),
+        ButtonElement(text="Deny all", action_id=DENY_ALL, value=request.id, style="danger"),
+    ]
+
+
+def call_buttons(request: ApprovalRequest, index: int) -> list[ButtonElement]:
+    """Approve, Approve for <duration> (when the rule offers grants), Edit (when the rule
+    allows it and the call can be edited), Deny."""
+    call = request.calls[index]
     buttons = [ButtonElement(text="Approve", action_id=APPROVE, value=request.id, style="primary")]
-    if request.gate is not None and request.gate.grantable:
+    if call.gate is not None and call.gate.grantable:
         buttons += [
             ButtonElement(
                 text=f"Approve for {duration_text(seconds)}",
                 action_id=f"{GRANT_PREFIX}{seconds}",
                 value=request.id,
             )
-            for seconds in request.gate.grant_durations_s
+            for seconds in call.gate.grant_durations_s
         ]
+    if call.editable:
+        buttons.append(ButtonElement(text="Edit", action_id=EDIT, value=request.id))
     buttons.append(ButtonElement(text="Deny", action_id=DENY, value=request.id, style="danger"))
     return buttons
 
@@ -327,17 +458,67 @@ def policy_note(request: ApprovalRequest) -> tuple[str, list[Block]]:
 
 def awaiting_text(request: ApprovalRequest, card_link: str | None) -> str:
     """The requester's thread: what waits, and where."""
-    names = ", ".join(f"`{escape(name)}`" for name in request.tool_names)
+    names = [f"`{escape(call.name[:200])}`" for call in request.asked_calls[:10]]
+    if len(request.asked) > len(names):
+        names.append(f"{len(request.asked) - len(names)} more")
+    verb = "need" if len(request.asked) > 1 else "needs"
     where = f"<#{request.approvals_channel}>"
     link = f" (<{card_link}|view the request>)" if card_link else ""
     return (
-        f":raised_hand: {names} needs approval before it runs. I've asked in {where}{link} "
-        "and will continue here once someone decides."
+        f":raised_hand: {', '.join(names)} {verb} approval before running. I've asked in "
+        f"{where}{link} and will continue here once someone decides."
     )
 
 
+def decided_note(request: ApprovalRequest) -> tuple[str, list[Block]]:
+    """The requester's thread, once people decided: each call's decision, and the arguments
+    side by side where someone edited them."""
+    lines: list[str] = []
+    edited: list[int] = []
+    for index in request.asked[:CARD_MAX_CALLS]:
+        call, decision = request.calls[index], request.decisions[index]
+        name = f"`{escape(call.name[:200])}`"
+        if decision.status is Status.APPROVED and decision.edit is not None:
+            lines.append(
+                f":pencil2: {name} approved by <@{decision.user_id}> with changed arguments"
+            )
+            edited.append(index)
+        elif decision.status is Status.APPROVED:
+            lines.append(f":white_check_mark: {name} approved by <@{decision.user_id}>")
+        else:
+            reason = f": {escape(truncate(decision.reason, 300)[0])}" if decision.reason else ""
+            lines.append(f":no_entry: {name} denied by <@{decision.user_id}>{reason}")
+    if len(request.asked) > CARD_MAX_CALLS:
+        lines.append(f"_…and {len(request.asked) - CARD_MAX_CALLS} more; see the card._")
+    blocks: list[Block] = [section(chunk) for chunk in _line_chunks(lines)]
+    for index in edited[: (MAX_MESSAGE_BLOCKS - len(blocks)) // 2]:
+        edit = request.decisions[index].edit
+        assert edit is not None
+        original, _ = _fit_code(request.calls[index].pretty_arguments(), 900, FIELD_LIMIT - 40)
+        changed, _ = _fit_code(edit.pretty_arguments(), 900, FIELD_LIMIT - 40)
+        blocks.append(
+            SectionBlock(
+                text=_md(f"`{escape(request.calls[index].name[:200])}`"),
+                fields=[_md(f"*Asked for*\n{original}"), _md(f"*Ran with*\n{changed}")],
+            )
+        )
+    return "People decided on the agent's actions.", blocks
+
+
+def _line_chunks(lines: Sequence[str], limit: int = SECTION_LIMIT - 100) -> list[str]:
+    """Lines joined into as few texts of at most ``limit`` characters as whole lines allow
+    (a cut inside a line could fall inside an escape)."""
+    chunks: list[str] = []
+    for line in lines:
+        if chunks and len(chunks[-1]) + 1 + len(line) <= limit:
+            chunks[-1] += "\n" + line
+        else:
+            chunks.append(line[:limit])
+    return chunks
+
+
 def resume_failed_blocks(request: ApprovalRequest, problem: str) -> list[Block]:
-    status = "approved" if request.status is Status.APPROVED else "denied"
+    status = {Status.APPROVED: "approved", Status.DENIED: "denied"}.get(request.status, "decided")
     return [
         section(
             f":warning: The request was {status}, but I could not continue: {escape(problem)} "
@@ -350,14 +531,43 @@ def resume_failed_blocks(request: ApprovalRequest, problem: str) -> list[Block]:
 
 
 # -- modals ------------------------------------------------------------------------------------
-def deny_modal(request: ApprovalRequest) -> View:
-    """Asks for an optional reason; the model reads it as the tool's result."""
-    names = ", ".join(f"`{escape(name)}`" for name in request.tool_names)
+def deny_metadata(approval_id: str, call: int | None) -> str:
+    """The deny modal's private metadata: the request, and one call or ``all``."""
+    return f"{approval_id}:{'all' if call is None else call}"
+
+
+def parse_deny_metadata(metadata: str) -> tuple[str, int | None] | None:
+    """(approval id, call or None for all) from :func:`deny_metadata`, or None if malformed."""
+    approval_id, _, call = metadata.partition(":")
+    if not re.fullmatch(r"[0-9a-f]{24}", approval_id):
+        return None
+    if call in ("", "all"):  # "": a modal opened before per-call decisions
+        return approval_id, None
+    return (approval_id, int(call)) if call.isdigit() and len(call) <= 3 else None
+
+
+def edit_metadata(approval_id: str, call: int, revision: int) -> str:
+    """The edit modal's private metadata: the request, the call, the revision it showed."""
+    return f"{approval_id}:{call}:{revision}"
+
+
+def parse_edit_metadata(metadata: str) -> tuple[str, int, int] | None:
+    match = re.fullmatch(r"([0-9a-f]{24}):(\d{1,3}):(\d{1,9})", metadata)
+    return (match[1], int(match[2]), int(match[3])) if match else None
+
+
+def deny_modal(request: ApprovalRequest, calls: Sequence[int], call: int | None) -> View:
+    """Asks for an optional reason; the model reads it as the tool's result. ``calls``: the
+    calls the denier may deny; ``call``: the one they clicked (None: Deny all)."""
+    shown = [f"`{escape(request.calls[i].name[:200])}`" for i in calls[:10]]
+    if len(calls) > len(shown):
+        shown.append(f"{len(calls) - len(shown)} more")
+    names = ", ".join(shown)
     return View(
         type="modal",
         callback_id=DENY_MODAL,
-        private_metadata=request.id,
-        title=PlainTextObject(text="Deny request"),
+        private_metadata=deny_metadata(request.id, call),
+        title=PlainTextObject(text="Deny request" if call is None else "Deny call"),
         submit=PlainTextObject(text="Deny"),
         close=PlainTextObject(text="Cancel"),
         blocks=[
@@ -379,15 +589,18 @@ def arguments_modal(request: ApprovalRequest) -> View:
     blocks: list[Block] = []
     room = MAX_MODAL_BLOCKS - 1
     omitted = False
-    for call in request.calls:
-        pieces = _code_pieces(call.pretty_arguments())
+    for index, call in enumerate(request.calls):
+        edit = request.decisions[index].edit
+        arguments = edit.pretty_arguments() if edit else call.pretty_arguments()
+        pieces = _code_pieces(arguments)
         needed = 1 + len(pieces)
         if needed > room - len(blocks):
             omitted = True
             pieces = pieces[: max(0, room - len(blocks) - 1)]
             if not pieces:
                 break
-        blocks.append(section(f"*Tool:* `{escape(call.name)}`"))
+        edited = f" (as edited by <@{edit.user_id}>)" if edit else ""
+        blocks.append(section(f"*Tool:* `{escape(call.name[:200])}`{edited}"))
         blocks.extend(section(code_block(piece)) for piece in pieces)
     if omitted:
         blocks.append(section("_The arguments are too long to show in full here._"))

@@ -23,13 +23,16 @@ from bot.policy import Effect, Gate, Grant, Override, Policy
 from bot.slack.blocks import (
     MAX_MESSAGE_BLOCKS,
     SECTION_LIMIT,
-    decision_buttons,
+    call_block_id,
+    call_buttons,
     gate_text,
     section,
     slack_date,
 )
 
 MAX_HOME_BLOCKS: Final = 100
+#: Calls of one request given buttons on the App Home; the card has the rest.
+MAX_HOME_CALLS: Final = 3
 
 HELP: Final = """\
 *`/approvals`* — the approval bot's controls
@@ -125,7 +128,9 @@ def _outcome(request: ApprovalRequest) -> str:
         return ":hourglass_flowing_sand: waiting for a decision"
     assert decision is not None
     who = "the policy" if decision.by_policy else f"<@{decision.user_id}>"
-    verb = "approved" if request.status is Status.APPROVED else "denied"
+    verb = {Status.APPROVED: "approved", Status.DENIED: "denied"}.get(
+        request.status, "partly approved"
+    )
     state = {
         Resume.FAILED: " · :warning: resuming failed",
         Resume.RUNNING: " · resuming…",
@@ -142,11 +147,7 @@ def home_view(
         blocks.append(section(f"*Waiting for your decision* ({actionable.total})"))
         shown = 0
         for request in actionable.requests:
-            gate = f"\n{gate_text(request.gate)}" if request.gate else ""
-            blocks.append(section(request_line(request) + gate))
-            blocks.append(
-                ActionsBlock(block_id=f"home_{request.id}", elements=decision_buttons(request))
-            )
+            blocks += _queue_blocks(request, actionable.calls_of(request))
             shown += 1
             if len(blocks) > MAX_HOME_BLOCKS - 20:
                 break
@@ -167,6 +168,31 @@ def home_view(
         tip += " You are an admin: `/approvals require|allow|reset <tool>`, `revoke <id>`."
     blocks.append(ContextBlock(elements=[_context(tip)]))
     return View(type="home", blocks=blocks[:MAX_HOME_BLOCKS])
+
+
+def _queue_blocks(request: ApprovalRequest, calls: Sequence[int]) -> list[Block]:
+    """One request in a person's queue: what it is, and the buttons of the calls they may
+    decide (the card's own, so a click here is a click on the card)."""
+    gates = request.gates
+    gate = f"\n{gate_text(gates[0])}" if len(gates) == 1 else ""
+    blocks: list[Block] = [section(request_line(request) + gate)]
+    for index in calls[:MAX_HOME_CALLS]:
+        if len(request.calls) > 1:
+            call = request.calls[index]
+            arguments = escape(" ".join(call.arguments.split())[:150])
+            blocks.append(
+                ContextBlock(
+                    elements=[_context(f"*{index + 1}.* `{escape(call.name[:100])}` {arguments}")]
+                )
+            )
+        blocks.append(
+            ActionsBlock(
+                block_id=call_block_id(request, index), elements=call_buttons(request, index)
+            )
+        )
+    if len(calls) > MAX_HOME_CALLS:
+        blocks.append(ContextBlock(elements=[_context("_More calls wait: see the card._")]))
+    return blocks
 
 
 def _context(text: str) -> MarkdownTextObject:

@@ -1,6 +1,8 @@
-"""Buttons: Approve, Deny, Show full arguments, Retry.
+"""Buttons: Approve, Approve for…, Edit, Deny (per call), Approve all, Deny all, Show full
+arguments, Retry.
 
-Every button is acknowledged first; the work and any note to the clicker come after.
+Every button is acknowledged first; the work and any note to the clicker come after. A
+button's value is only the request id; the call and the card's revision are in its block id.
 """
 
 from __future__ import annotations
@@ -13,11 +15,20 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.assistant import Assistant
-from bot.errors import AlreadyDecided, ApprovalError, ApprovalNotFound, NotAllowed, UpstreamError
+from bot.assistant import Assistant, Decided
+from bot.editing import NotEditable, edit_form
+from bot.errors import (
+    AlreadyDecided,
+    ApprovalError,
+    ApprovalNotFound,
+    NotAllowed,
+    StaleCard,
+    UpstreamError,
+)
 from bot.policy import Gate
 from bot.slack import blocks
 from bot.slack.adapter import SlackChat
+from bot.slack.edit_modal import edit_modal
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +49,15 @@ class Click:
     trigger_id: str
     action_id: str = ""
     from_home: bool = False  # clicked on the App Home tab (no channel to answer in)
+    block_id: str = ""
+
+    @property
+    def target(self) -> blocks.BlockTarget:
+        """The call (None: every call) and card revision the button belongs to."""
+        target = blocks.parse_block_id(self.block_id, self.target_id)
+        if target is None:
+            raise BadPayload(f"block {self.block_id!r} names no call of {self.target_id}")
+        return target
 
 
 def parse_click(body: dict[str, Any]) -> Click:
@@ -57,6 +77,7 @@ def parse_click(body: dict[str, Any]) -> Click:
         str(body.get("trigger_id")),
         str(actions[0].get("action_id") or ""),
         from_home=(body.get("view") or {}).get("type") == "home",
+        block_id=str(actions[0].get("block_id") or ""),
     )
 
 
@@ -71,8 +92,26 @@ def explain(error: ApprovalError) -> str:
         return f":no_entry_sign: {error.reason} Nothing was changed."
     if isinstance(error, AlreadyDecided):
         who = f" by <@{error.decided_by}>" if error.decided_by else ""
-        return f":information_source: This request was already {error.status}{who}."
+        return f":information_source: This was already {error.status}{who}."
+    if isinstance(error, StaleCard):
+        return (
+            ":arrows_counterclockwise: Someone edited the arguments since this card was shown; "
+            "it shows them now. Look again and decide. Nothing was changed."
+        )
     return f":warning: {error}"
+
+
+def summary(decided: Decided) -> str | None:
+    """The note for a click that left some calls it named to other approvers."""
+    if not decided.others:
+        return None
+    request = decided.request
+    done = len(decided.decided) + len(decided.counted)
+    names = ", ".join(f"`{request.calls[i].name[:100]}`" for i in decided.others[:5])
+    return (
+        f":information_source: Your decision applies to {done} call{'s' if done != 1 else ''}. "
+        f"Others decide {names}: the card says who."
+    )
 
 
 async def tell(chat: SlackChat, user: str, channel: str | None, text: str) -> None:
@@ -86,7 +125,24 @@ Handler = Callable[[Assistant, SlackChat, Click], Awaitable[None]]
 
 
 async def approve(assistant: Assistant, chat: SlackChat, click: Click) -> None:
-    await assistant.approve(click.target_id, click.user_id)
+    target = click.target
+    decided = await assistant.approve(
+        click.target_id, click.user_id, call=target.call, revision=target.revision
+    )
+    await _summarize(chat, click, decided)
+
+
+async def approve_all(assistant: Assistant, chat: SlackChat, click: Click) -> None:
+    decided = await assistant.approve(
+        click.target_id, click.user_id, call=None, revision=click.target.revision
+    )
+    await _summarize(chat, click, decided)
+
+
+async def _summarize(chat: SlackChat, click: Click, decided: Decided) -> None:
+    note = summary(decided)
+    if note:
+        await tell(chat, click.user_id, click.channel_id, note)
 
 
 async def approve_for(assistant: Assistant, chat: SlackChat, click: Click) -> None:
@@ -94,13 +150,52 @@ async def approve_for(assistant: Assistant, chat: SlackChat, click: Click) -> No
     seconds = click.action_id.removeprefix(blocks.GRANT_PREFIX)
     if not seconds.isdigit():
         raise BadPayload(f"action {click.action_id!r} names no duration")
-    await assistant.approve(click.target_id, click.user_id, grant_s=int(seconds))
+    target = click.target
+    await assistant.approve(
+        click.target_id,
+        click.user_id,
+        call=target.call,
+        revision=target.revision,
+        grant_s=int(seconds),
+    )
 
 
 async def deny(assistant: Assistant, chat: SlackChat, click: Click) -> None:
     """Deny asks for a reason first; the modal's submission decides (listeners.views)."""
-    request = await assistant.check_may_decide(click.target_id, click.user_id)
-    await chat.open_view(click.trigger_id, blocks.deny_modal(request))
+    call = click.target.call
+    choice = await assistant.may_decide(click.target_id, click.user_id, call, voting=False)
+    await chat.open_view(click.trigger_id, blocks.deny_modal(choice.request, choice.calls, call))
+
+
+async def deny_all(assistant: Assistant, chat: SlackChat, click: Click) -> None:
+    choice = await assistant.may_decide(click.target_id, click.user_id, None, voting=False)
+    await chat.open_view(click.trigger_id, blocks.deny_modal(choice.request, choice.calls, None))
+
+
+async def edit(assistant: Assistant, chat: SlackChat, click: Click) -> None:
+    """Open the edit modal, pre-filled with the arguments as they stand; its submission
+    approves the call with the person's arguments (listeners.views)."""
+    target = click.target
+    if target.call is None:
+        raise BadPayload("Edit names no call")
+    choice = await assistant.may_decide(click.target_id, click.user_id, target.call, voting=False)
+    request = choice.request
+    call = request.calls[target.call]
+    if not call.editable:
+        raise NotAllowed(request.id, click.user_id, "The arguments of this call cannot be edited.")
+    if target.revision is not None and target.revision != request.revision:
+        raise StaleCard(request.id, click.user_id)
+    try:
+        form = edit_form(call.parameters, request.arguments_of(target.call))
+    except NotEditable as error:
+        raise NotAllowed(request.id, click.user_id, str(error)) from error
+    view = edit_modal(
+        form,
+        tool_name=call.name,
+        requester_id=request.requester.user_id,
+        private_metadata=blocks.edit_metadata(request.id, target.call, request.revision),
+    )
+    await chat.open_view(click.trigger_id, view)
 
 
 async def show_arguments(assistant: Assistant, chat: SlackChat, click: Click) -> None:
@@ -120,7 +215,10 @@ async def retry_turn(assistant: Assistant, chat: SlackChat, click: Click) -> Non
 
 HANDLERS: dict[str, Handler] = {
     blocks.APPROVE: approve,
+    blocks.APPROVE_ALL: approve_all,
     blocks.DENY: deny,
+    blocks.DENY_ALL: deny_all,
+    blocks.EDIT: edit,
     blocks.SHOW_ARGUMENTS: show_arguments,
     blocks.RETRY_RESUME: retry_resume,
     blocks.RETRY_TURN: retry_turn,

@@ -1,4 +1,4 @@
-"""Modal submissions: the Deny reason."""
+"""Modal submissions: the Deny reason, and edited arguments (approved on submit)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,21 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
+from bot.approval import ApprovalRequest
 from bot.assistant import Assistant
-from bot.errors import ApprovalError
+from bot.editing import EditedArguments, NotEditable, edit_form, read_form
+from bot.errors import ApprovalError, NotAllowed, UpstreamError
 from bot.slack import blocks
 from bot.slack.adapter import SlackChat
-from bot.slack.listeners.actions import explain, tell
+from bot.slack.edit_modal import EDIT_MODAL, field_errors, submitted_values
+from bot.slack.listeners.actions import explain, summary, tell
 
 logger = logging.getLogger(__name__)
+
+_OUTDATED = (
+    "Someone else edited or decided this call while the form was open. Cancel, and open "
+    "Edit again from the card."
+)
 
 
 def deny_reason(view: dict[str, Any]) -> str | None:
@@ -23,21 +31,113 @@ def deny_reason(view: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _user(body: dict[str, Any]) -> str:
+    return str((body.get("user") or {}).get("id") or "")
+
+
+async def _channel_of(assistant: Assistant, approval_id: str) -> str | None:
+    """Where to answer privately: the card's channel, or None (a DM) if the request is gone."""
+    try:
+        return (await assistant.store.get_approval(approval_id)).approvals_channel
+    except (ApprovalError, UpstreamError):
+        return None
+
+
+def read_edit(
+    request: ApprovalRequest, call: int, revision: int, view: dict[str, Any]
+) -> EditedArguments | dict[str, str]:
+    """The edited arguments, or errors by field name ("" when no field is to blame)."""
+    if not 0 <= call < len(request.calls) or not request.calls[call].editable:
+        raise NotAllowed(request.id, "", "The arguments of this call cannot be edited.")
+    parameters = request.calls[call].parameters
+    original = request.arguments_of(call)
+    try:
+        form = edit_form(parameters, original)
+    except NotEditable as error:
+        raise NotAllowed(request.id, "", str(error)) from error
+    if revision != request.revision:
+        first = form.fields[0].name if form.fields else ""
+        return {first: _OUTDATED}
+    return read_form(form, parameters, original, submitted_values(view))
+
+
 def register(app: AsyncApp, assistant: Assistant, chat: SlackChat) -> None:
     @app.view(blocks.DENY_MODAL)
     async def on_deny_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        await deny_submitted(assistant, chat, ack, body, view)
+
+    @app.view(EDIT_MODAL)
+    async def on_edit_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        await edit_submitted(assistant, chat, ack, body, view)
+
+
+async def deny_submitted(
+    assistant: Assistant, chat: SlackChat, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]
+) -> None:
+    await ack()
+    user = _user(body)
+    target = blocks.parse_deny_metadata(str(view.get("private_metadata") or ""))
+    if target is None:
+        logger.warning(
+            "deny modal from %s with bad metadata %r", user, view.get("private_metadata")
+        )
+        await tell(chat, user, None, ":warning: That form carried no valid request.")
+        return
+    approval_id, call = target
+    try:
+        decided = await assistant.deny(approval_id, user, deny_reason(view), call=call)
+    except ApprovalError as error:
+        logger.info("deny %s by %s refused: %r", approval_id, user, error)
+        await tell(chat, user, await _channel_of(assistant, approval_id), explain(error))
+        return
+    except UpstreamError as error:
+        logger.error("deny %s by %s failed: %r", approval_id, user, error)
+        note = ":warning: Something went wrong on our side; please try again."
+        await tell(chat, user, await _channel_of(assistant, approval_id), note)
+        return
+    logger.info("approval %s: %s denied by %s", approval_id, decided.decided, user)
+    left = summary(decided)
+    if left:
+        await tell(chat, user, decided.request.approvals_channel, left)
+
+
+async def edit_submitted(
+    assistant: Assistant, chat: SlackChat, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]
+) -> None:
+    # Validation answers inside the modal, so it comes before the acknowledgement; it
+    # reads one Redis hash and checks a schema, well within Slack's 3 seconds.
+    user = _user(body)
+    target = blocks.parse_edit_metadata(str(view.get("private_metadata") or ""))
+    if target is None:
         await ack()
-        approval_id = str(view.get("private_metadata") or "")
-        user = str((body.get("user") or {}).get("id") or "")
-        try:
-            request = await assistant.deny(approval_id, user, deny_reason(view))
-        except ApprovalError as error:
-            logger.info("deny %s by %s refused: %r", approval_id, user, error)
-            channel = None
-            try:
-                channel = (await assistant.store.get_approval(approval_id)).approvals_channel
-            except ApprovalError:
-                pass  # unknown request: the note goes by DM
-            await tell(chat, user, channel, explain(error))
-            return
-        logger.info("approval %s denied by %s", request.id, user)
+        logger.warning(
+            "edit modal from %s with bad metadata %r", user, view.get("private_metadata")
+        )
+        await tell(chat, user, None, ":warning: That form carried no valid request.")
+        return
+    approval_id, call, revision = target
+    try:
+        request = await assistant.store.get_approval(approval_id)
+        result = read_edit(request, call, revision, view)
+    except (ApprovalError, UpstreamError) as error:
+        await ack()
+        logger.info("edit of %s by %s refused: %r", approval_id, user, error)
+        text = explain(error) if isinstance(error, ApprovalError) else ":warning: Please try again."
+        await tell(chat, user, await _channel_of(assistant, approval_id), text)
+        return
+    if isinstance(result, dict):
+        await ack(response_action="errors", errors=field_errors(result))
+        return
+    await ack()
+    try:
+        if result.override:
+            await assistant.edit(approval_id, user, call, result, revision)
+        else:  # nothing changed: an approval of the arguments as they are
+            await assistant.approve(approval_id, user, call=call, revision=revision)
+    except ApprovalError as error:
+        logger.info("edit of %s by %s refused: %r", approval_id, user, error)
+        await tell(chat, user, request.approvals_channel, explain(error))
+    except UpstreamError as error:
+        logger.error("edit of %s by %s failed: %r", approval_id, user, error)
+        note = ":warning: Something went wrong on our side; please try again."
+        await tell(chat, user, request.approvals_channel, note)
