@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 CALLS: list[tuple[str, dict[str, object]]] = []
 
 
@@ -55,6 +59,17 @@ def delete_note(note_id: str) -> str:
     """
     CALLS.append(("delete_note", {"note_id": note_id}))
     return "deleted"
+
+
+def book_seats(flight: str, seats: Annotated[int, Field(ge=1, le=9)]) -> str:
+    """Book seats on a flight.
+
+    Args:
+        flight: The flight number.
+        seats: How many seats.
+    """
+    CALLS.append(("book_seats", {"flight": flight, "seats": seats}))
+    return f"Booked {seats} seats on {flight}"
 
 
 def runs_of(name: str) -> list[dict[str, object]]:

@@ -19,7 +19,9 @@ from slack_sdk.models.views import View
 from bot.approval import (
     ApprovalRequest,
     Auto,
+    CallDecision,
     Decision,
+    Edit,
     MessageRef,
     Requester,
     Resume,
@@ -746,3 +748,124 @@ def test_card_for_a_gate_naming_many_users_stays_within_limits() -> None:
     gate = Gate((Approvers(users=tuple(f"U{i:010d}" for i in range(200))),))
     result = checked(blocks.approval_card(gated(screened("pay"), gate=gate)))
     assert "*Who can decide:* <@U0000000000>, <@U0000000001>" in texts(result)
+
+
+# -- several calls, each with its own buttons; edits -----------------------------------------
+EDITABLE = Gate((Approvers(channel="C0APPROVALS"),), allow_edit=True)
+
+
+def editable(name: str, index: int, arguments: str = '{"n": 1}') -> ToolCall:
+    return ToolCall(f"call_{index}", name, arguments, gate=EDITABLE, parameters={"type": "object"})
+
+
+def rows(result: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Each actions block's id, with its buttons' action ids."""
+    return {
+        block["block_id"]: [element["action_id"] for element in block["elements"]]
+        for block in result
+        if block["type"] == "actions"
+    }
+
+
+def test_each_waiting_call_has_its_own_buttons_and_approve_all_comes_last() -> None:
+    req = request(
+        editable("send_note", 0),
+        screened("delete_file", Auto.DENY, "rule 2", "Deleting is off.", 1),
+        ToolCall("call_2", "web_search", "{}", server_side=True, gate=EDITABLE),
+    )
+    result = checked(blocks.approval_card(req))
+    assert rows(result) == {
+        f"{APPROVAL_ID}.0.r0": ["approval_approve", "approval_edit", "approval_deny"],
+        f"{APPROVAL_ID}.2.r0": ["approval_approve", "approval_deny"],  # server-side: no Edit
+        f"{APPROVAL_ID}.all.r0": ["approval_approve_all", "approval_deny_all"],
+    }
+    assert all(
+        e["value"] == APPROVAL_ID for b in result if b["type"] == "actions" for e in b["elements"]
+    )
+
+
+def test_one_waiting_call_has_no_approve_all() -> None:
+    req = request(editable("send_note", 0), screened("read", Auto.ALLOW, "rule 1", index=1))
+    assert rows(checked(blocks.approval_card(req))) == {
+        f"{APPROVAL_ID}.0.r0": ["approval_approve", "approval_edit", "approval_deny"]
+    }
+
+
+def test_calls_routed_to_different_approvers_say_whom_each_waits_for() -> None:
+    req = request(editable("send_note", 0), replace(call({}, "pay", 1), gate=FIN_GATE))
+    text = texts(checked(blocks.approval_card(req)))
+    assert "Who can decide" not in text  # one line per call instead
+    assert "*Waits for:* members of <#C0APPROVALS>, not the requester" in text
+    assert "*Waits for:* members of <#C0FIN>, <!subteam^S0LEADS> or <@UBOSS>" in text
+
+
+def test_a_decided_call_shows_its_decision_and_loses_its_buttons() -> None:
+    req = request(editable("send_note", 0), editable("book", 1), editable("pay", 2))
+    decisions = list(req.decisions)
+    decisions[0] = CallDecision(Status.APPROVED, (Vote("UA", 1.0),), "UA", 1_700_000_100.0)
+    decisions[1] = CallDecision(Status.DENIED, (), "UB", 1_700_000_100.0, HOSTILE)
+    result = checked(blocks.approval_card(req.with_decisions(decisions)))
+    assert list(rows(result)) == [f"{APPROVAL_ID}.2.r0"]  # one call left: no Approve all
+    text = texts(result)
+    assert "*Approved* by <@UA>" in text and "*Denied* by <@UB>" in text
+    assert "&lt;!channel&gt;" in text
+
+
+def test_an_edited_call_shows_the_arguments_side_by_side_and_the_revision() -> None:
+    req = request(editable("book", 0, '{"date": "2026-12-01"}'), editable("pay", 1))
+    edit = Edit('{"date": "<!here> 2026-12-02"}', {"date": "<!here> 2026-12-02"}, "UA", 2.0)
+    decisions = list(req.decisions)
+    decisions[0] = CallDecision(votes=(Vote("UA", 2.0),), edit=edit)
+    req = replace(
+        req.with_decisions(decisions),
+        revision=1,
+        calls=(replace(req.calls[0], gate=replace(EDITABLE, quorum=2)), req.calls[1]),
+    )
+    result = checked(blocks.approval_card(req))
+    [fields] = [b["fields"] for b in result if b.get("fields")]
+    assert fields[0]["text"].startswith("*Asked for*") and "2026-12-01" in fields[0]["text"]
+    assert fields[1]["text"].startswith("*Edited*") and "2026-12-02" in fields[1]["text"]
+    assert "&lt;!here&gt;" in fields[1]["text"]
+    assert "1 of 2 approvals with arguments edited by <@UA>" in texts(result)
+    assert f"{APPROVAL_ID}.0.r1" in rows(result)
+
+
+def test_block_ids_name_the_call_and_the_revision() -> None:
+    req = replace(request(call({}), call({}, "pay", 1)), revision=7)
+    assert blocks.call_block_id(req, 1) == f"{APPROVAL_ID}.1.r7"
+    assert blocks.parse_block_id(f"{APPROVAL_ID}.1.r7", APPROVAL_ID) == blocks.BlockTarget(1, 7)
+    assert blocks.parse_block_id(f"{APPROVAL_ID}.all.r7", APPROVAL_ID) == blocks.BlockTarget(
+        None, 7
+    )
+    # a card from before per-call buttons: every call, no revision check
+    assert blocks.parse_block_id("approval_actions", APPROVAL_ID) == blocks.BlockTarget(None, None)
+    for forged in (f"{'f' * 24}.1.r7", f"{APPROVAL_ID}.x.r7", f"{APPROVAL_ID}.1", "", "home_x"):
+        assert blocks.parse_block_id(forged, APPROVAL_ID) is None
+
+
+def test_edit_metadata_round_trips_and_rejects_garbage() -> None:
+    metadata = blocks.edit_metadata(APPROVAL_ID, 2, 5)
+    assert blocks.parse_edit_metadata(metadata) == (APPROVAL_ID, 2, 5)
+    for bad in ("", APPROVAL_ID, f"{APPROVAL_ID}:x:1", f"{APPROVAL_ID}:1:2:3", "zz:1:1"):
+        assert blocks.parse_edit_metadata(bad) is None
+    assert blocks.parse_deny_metadata(APPROVAL_ID) == (APPROVAL_ID, None)  # older modals
+    assert blocks.parse_deny_metadata(f"{APPROVAL_ID}:9999") is None
+    assert blocks.parse_deny_metadata("nope:1") is None
+
+
+def test_the_thread_note_lists_each_decision_and_edits_side_by_side() -> None:
+    req = request(editable("book", 0, '{"date": "2026-12-01"}'), editable("pay", 1))
+    edit = Edit('{"date": "2026-12-02"}', {"date": "2026-12-02"}, "UA", 2.0)
+    req = req.with_decisions(
+        [
+            CallDecision(Status.APPROVED, (Vote("UA", 2.0),), "UA", 2.0, edit=edit),
+            CallDecision(Status.DENIED, (), "UB", 3.0, "Too much"),
+        ]
+    )
+    text, note = blocks.decided_note(req)
+    result = checked(note)
+    shown = texts(result)
+    assert ":pencil2: `book` approved by <@UA> with changed arguments" in shown
+    assert ":no_entry: `pay` denied by <@UB>: Too much" in shown
+    [fields] = [b["fields"] for b in result if b.get("fields")]
+    assert "2026-12-01" in fields[0]["text"] and "2026-12-02" in fields[1]["text"]

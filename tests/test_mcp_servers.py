@@ -17,7 +17,14 @@ from bot.config import load_config
 from bot.errors import ConfigError
 from bot.mcp_servers import load_mcp_servers
 from tests import agent_tools
-from tests.conftest import APPROVALS, MANAGER, BotUnderTest, all_text, button_value
+from tests.conftest import (
+    APPROVALS,
+    MANAGER,
+    BotUnderTest,
+    all_text,
+    button_block,
+    button_value,
+)
 from tests.standins.mistral import Entry, ModelTurn, function_call, message
 
 
@@ -34,6 +41,7 @@ policy:
   rules:
     - tools: ["refund_*"]
       when: "args.amount > 100"
+      allow_edit: true
 tools:
   functions:
     - ref: tests.agent_tools:get_weather
@@ -98,6 +106,48 @@ async def test_an_mcp_tool_that_needs_approval_runs_once_after_approval(
     assert executed(calls_file) == [
         {"tool": "refund_order", "arguments": {"order_id": "42", "amount": 500.0}}
     ]
+
+
+async def test_an_mcp_call_edited_before_approval_runs_with_the_new_arguments(
+    bot: BotUnderTest, calls_file: Path
+) -> None:
+    bot.mistral.script = orders_script
+    await bot.send.mention("big refund for order 42")
+    card = await bot.card()
+    approval_id = button_value(card, "approval_edit")
+    await bot.send.click(
+        "approval_edit", approval_id, user=MANAGER, block_id=button_block(card, "approval_edit")
+    )
+    opened = await bot.slack.wait_for("views.open")
+    view = opened["view"]
+    # the form is the MCP tool's input schema, as the model saw it
+    inputs = {b["block_id"]: b["element"] for b in view["blocks"] if b["type"] == "input"}
+    assert inputs["arg:amount"]["type"] == "number_input"
+    assert inputs["arg:amount"]["initial_value"] == "500"
+    reply = await bot.send.submit_view(
+        "approval_edit_modal",
+        view["private_metadata"],
+        user=MANAGER,
+        values={
+            "arg:order_id": {"value": {"type": "plain_text_input", "value": "42"}},
+            "arg:amount": {"value": {"type": "number_input", "value": "250"}},
+        },
+    )
+    assert reply.status == 200 and not reply.text
+    await bot.slack.wait_for(
+        "chat.postMessage", lambda a: "Refunded 250 EUR on order 42" in all_text(a)
+    )
+    await bot.settled()
+    assert executed(calls_file) == [
+        {"tool": "refund_order", "arguments": {"order_id": "42", "amount": 250}}
+    ]
+    results = [
+        entry["result"]
+        for request in bot.mistral.requests
+        for entry in (request.body or {}).get("inputs") or []
+        if isinstance(entry, dict) and entry.get("type") == "function.result"
+    ]
+    assert len(results) == 1 and "a person changed the arguments" in results[0]
 
 
 async def test_the_policy_lets_a_small_mcp_refund_and_a_read_run_without_a_card(
