@@ -3,27 +3,20 @@
 Pure domain code: no Slack, no HTTP. :func:`edit_form` turns a tool's parameter JSON schema and
 the arguments the model sent into an :class:`EditForm`, one typed :class:`FormField` per
 argument; :func:`read_form` reads the submitted texts back, checks the result against the schema
-with ``jsonschema`` and returns :class:`EditedArguments`, or one short message per field.
+(:mod:`bot.argument_errors`) and returns :class:`EditedArguments`, or one short message per field.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import re
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from jsonschema.exceptions import SchemaError, ValidationError, best_match
-from jsonschema.protocols import Validator
-from jsonschema.validators import Draft202012Validator, validator_for
-
+from bot.argument_errors import errors_by_field
 from bot.errors import BotError
-
-logger = logging.getLogger(__name__)
 
 FieldKind = Literal["text", "integer", "number", "boolean", "choice", "json"]
 
@@ -50,21 +43,6 @@ _SIMPLE_KINDS: Final[Mapping[str, FieldKind]] = {
 }
 _INTEGER_RE: Final = re.compile(r"[+-]?[0-9]+")
 _NUMBER_RE: Final = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-# Readable messages for the errors people meet most; jsonschema's own quote the whole value.
-_MESSAGES: Final = {
-    "minimum": "Must be at least {}.",
-    "maximum": "Must be at most {}.",
-    "exclusiveMinimum": "Must be more than {}.",
-    "exclusiveMaximum": "Must be less than {}.",
-    "minLength": "Must be at least {} characters.",
-    "maxLength": "Must be at most {} characters.",
-    "minItems": "Must have at least {} items.",
-    "maxItems": "Must have at most {} items.",
-    "pattern": "Must match the pattern {}.",
-    "enum": "Must be one of: {}.",
-    "type": "Must be of type {}.",
-    "required": "Required.",
-}
 #: The value of an argument the model did not send (``None`` is JSON null).
 _ABSENT: Final[Any] = object()
 
@@ -310,8 +288,9 @@ def read_form(
             )
         if errors:
             return errors  # nothing sensible to validate
-    for name, message in _validate(schema, arguments, form).items():
-        errors.setdefault(name, message)
+    names = [field.name for field in form.fields]
+    for name, message in errors_by_field(schema, arguments, names, whole=form.whole).items():
+        errors.setdefault(name, message[:MAX_MESSAGE_CHARS])
     if errors:
         return errors
     override = {k: v for k, v in arguments.items() if k not in given or not _same(v, given[k])}
@@ -387,87 +366,3 @@ _PARSERS: Final[Mapping[FieldKind, Callable[[FormField, str], Any]]] = {
 def _same(new: Any, old: Any) -> bool:
     # Canonical JSON, not ==: in Python True == 1 and 1 == 1.0, but the tool would see a change.
     return json.dumps(new, sort_keys=True) == json.dumps(old, sort_keys=True)
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _validator(schema: Mapping[str, Any]) -> Validator:
-    document = dict(schema)
-    cls: type[Validator] = Draft202012Validator
-    if isinstance(document.get("$schema", ""), str):
-        with warnings.catch_warnings():
-            # an unknown $schema warns, then falls back to the default given
-            warnings.simplefilter("ignore", DeprecationWarning)
-            cls = validator_for(document, default=Draft202012Validator)
-    try:
-        cls.check_schema(document)
-    except SchemaError as e:
-        logger.warning("tool schema is not valid JSON Schema (%s); using draft 2020-12", e.message)
-        cls = Draft202012Validator
-    return cls(document)
-
-
-def _validate(schema: Any, arguments: dict[str, Any], form: EditForm) -> dict[str, str]:
-    """One message per field for what ``schema`` rejects in ``arguments``."""
-    if not isinstance(schema, Mapping):
-        return {}
-    errors: dict[str, str] = {}
-    try:
-        for error in _validator(schema).iter_errors(arguments):
-            name, message = _locate(error, form)
-            errors.setdefault(name, message[:MAX_MESSAGE_CHARS])
-    except Exception:
-        # A broken schema can make jsonschema fail in many ways (bad keyword values, a $ref
-        # that resolves nowhere). It cannot be enforced here: log it and keep what was found;
-        # the tool still checks its own input.
-        logger.warning("cannot check edited arguments against the tool schema", exc_info=True)
-    return errors
-
-
-def _locate(error: ValidationError, form: EditForm) -> tuple[str, str]:
-    """The field an error belongs to, and its message, prefixed with where when not obvious."""
-    # anyOf/oneOf (a nullable field): say what the closest alternative wanted, and where
-    error = best_match([error]) if error.context else error
-    path = list(error.absolute_path)
-    key = str(path[0]) if path else _missing_key(error)
-    message = _describe(error)
-    if not form.whole and key in {field.name for field in form.fields}:
-        return key, f"{_where(path)}: {message}" if len(path) > 1 else message
-    where = _where(path) or key
-    return ("" if form.whole else form.fields[0].name), f"{where}: {message}" if where else message
-
-
-def _where(path: list[Any]) -> str:
-    """``tags[1].name`` for the path ``["tags", 1, "name"]``."""
-    return "".join(
-        f"[{part}]" if isinstance(part, int) else f".{part}" if index else str(part)
-        for index, part in enumerate(path)
-    )
-
-
-def _missing_key(error: ValidationError) -> str | None:
-    """The property a ``required`` or ``additionalProperties`` error is about."""
-    instance = error.instance if isinstance(error.instance, dict) else {}
-    if error.validator == "required" and isinstance(error.validator_value, list):
-        return next((str(k) for k in error.validator_value if k not in instance), None)
-    if error.validator in ("additionalProperties", "unevaluatedProperties"):
-        declared = _mapping(error.schema, "properties")
-        return next((k for k in instance if k not in declared), None)
-    return None
-
-
-def _describe(error: ValidationError) -> str:
-    template = _MESSAGES.get(str(error.validator))
-    schema = error.schema if isinstance(error.schema, Mapping) else {}
-    # draft 4's boolean exclusiveMinimum changes what "minimum" means: keep jsonschema's words
-    draft4 = any(isinstance(schema.get(k), bool) for k in ("exclusiveMinimum", "exclusiveMaximum"))
-    if template is None or draft4:
-        return error.message
-    return template.format(_show(error.validator_value))
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, list):
-        return ", ".join(_show(item) for item in value)
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

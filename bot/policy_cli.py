@@ -224,6 +224,7 @@ def explanation(policy: Policy, facts: Facts, verdict: Verdict) -> dict[str, Any
         "allow_self_approval": gate.allow_self_approval if gate else None,
         "grant_durations_s": list(gate.grant_durations_s) if gate and gate.grantable else [],
         "grant_same_arguments": gate.grant_same_arguments if gate and gate.grantable else None,
+        "allow_edit": gate.allow_edit if gate else None,
         "notes": list(verdict.notes),
         "condition_error": verdict.condition_error,
         "offline": OFFLINE,
@@ -263,6 +264,7 @@ def _gate_lines(gate: Gate, default_channel: str) -> list[str]:
         f"quorum: {gate.quorum}",
         f"self-approval: {'allowed' if gate.allow_self_approval else 'not allowed'}",
         f"grants: {_grants(gate)}",
+        f"editing arguments: {'allowed' if gate.allow_edit else 'not allowed'}",
     ]
 
 

@@ -88,6 +88,7 @@ def test_policy_check_lists_the_rules_in_order(
         "     quorum: 2\n"
         "     self-approval: not allowed\n"
         "     grants: none (a quorum of 2 offers no grants)\n"
+        "     editing arguments: not allowed\n"
     )
     rule_2 = "  2. tools: get_*\n     decision: allow\n"
     rule_3 = (
@@ -244,6 +245,7 @@ def test_explain_as_json(config: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert data["quorum"] == 2
     assert data["allow_self_approval"] is False
     assert data["grant_durations_s"] == []  # a quorum of 2 offers no grants
+    assert data["allow_edit"] is False
     assert data["held_by_sdk"] is True
     assert data["configured"] is True
     assert data["condition_error"] is None

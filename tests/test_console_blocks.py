@@ -377,3 +377,15 @@ def test_home_counts_the_requests_it_could_not_show() -> None:
     shown = sum(block["type"] == "actions" for block in result)
     assert shown < 50
     assert f"…and {50 - shown} more." in texts(result)
+
+
+def test_home_gives_buttons_only_for_the_calls_the_person_may_decide() -> None:
+    request = approval(1, tools=("send_note", "pay", "book_flight", "x", "y"))
+    page = Page([request], 1, {request.id: [0, 2, 3, 4]})
+    result = home(console_blocks.home_view("UMANAGER", page, [], False))
+    rows = [block["block_id"] for block in result if block["type"] == "actions"]
+    # at most three calls of one request; the card has the rest
+    assert rows == [f"{request.id}.{n}.r0" for n in (0, 2, 3)]
+    text = texts(result)
+    assert "*1.* `send_note`" in text and "*2.*" not in text and "*3.* `book_flight`" in text
+    assert "More calls wait: see the card." in text

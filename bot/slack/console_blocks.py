@@ -80,7 +80,8 @@ def pending_blocks(page: Page) -> list[Block]:
 
 
 def _gate_summary(gate: Gate) -> str:
-    return gate_text(gate).removeprefix("*Who can decide:* ")
+    summary = gate_text(gate).removeprefix("*Who can decide:* ")
+    return summary + (" · edits allowed" if gate.allow_edit else "")
 
 
 def policy_blocks(policy: Policy, overrides: Sequence[Override]) -> list[Block]:
