@@ -23,11 +23,14 @@ from tests.conftest import (
     button_value,
 )
 from tests.standins.mistral import Entry, ModelTurn, function_call, message
-from tests.standins.slack import SlackStandIn
 from tests.test_approval_flow import card_ts
-from tests.test_policy_flow import answer, audit_events, function_results
-
-FIN1 = "UFIN1"
+from tests.test_policy_flow import (  # _people: S0FINANCE is FIN1 and FIN2
+    FIN1,
+    _people,  # noqa: F401
+    answer,
+    audit_events,
+    function_results,
+)
 
 BATCH_CONFIG = """\
 model: mistral-medium-latest
@@ -66,12 +69,6 @@ def config_path(tmp_path: Path) -> Path:
     path = tmp_path / "bot.yml"
     path.write_text(BATCH_CONFIG)
     return path
-
-
-@pytest.fixture(autouse=True)
-def _finance(slack: SlackStandIn) -> None:
-    slack.usergroups["S0FINANCE"] = [FIN1]
-    slack.usergroup_handles["S0FINANCE"] = "finance"
 
 
 def batch_script(turn: ModelTurn) -> list[Entry]:
