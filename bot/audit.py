@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as redis
@@ -60,6 +61,21 @@ class AuditLog:
             arguments=grant.arguments,
             detail=detail,
         )
+
+    async def iterate(
+        self, since: float | None = None, until: float | None = None, page: int = 1000
+    ) -> AsyncIterator[dict[str, str]]:
+        """Every entry between two Unix times (inclusive), oldest first, read ``page`` at a
+        time."""
+        start = f"{int(since * 1000)}-0" if since is not None else "-"
+        end = f"{int(until * 1000)}-18446744073709551615" if until is not None else "+"
+        while True:
+            rows: Any = await self.redis.xrange(keys.AUDIT_STREAM, start, end, count=page)
+            for entry_id, fields in rows:
+                yield {"id": _text(entry_id), **{_text(k): _text(v) for k, v in fields.items()}}
+            if len(rows) < page:
+                return
+            start = "(" + _text(rows[-1][0])  # exclusive: after the last entry read
 
     async def entries(
         self, since: float | None = None, until: float | None = None, count: int | None = None

@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-from bot import policy_cli
+from bot import audit_cli, policy_cli
 from bot.config import BotConfig, load_config
 from bot.errors import ConfigError
 from bot.mcp_servers import load_mcp_servers
@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate the config file and its tools, then exit")
     check.add_argument("file", nargs="?", type=Path, help="config file (default: $BOT_CONFIG)")
     policy_cli.add_parser(commands)
+    audit_cli.add_parser(commands)
     return parser
 
 
@@ -111,11 +112,21 @@ def _policy(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
 
+def _audit(args: argparse.Namespace) -> int:
+    try:
+        return audit_cli.run(args, lambda: load_settings("check"))
+    except ConfigError as error:
+        print(error.render(), file=sys.stderr)
+        return EXIT_CONFIG
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command ``argv`` names (default: the process's arguments); the exit status."""
     args = _parser().parse_args(argv)
     if args.command == "policy":
         return _policy(args)
+    if args.command == "audit":
+        return _audit(args)
     mode: Mode = args.command
     try:
         settings, config, tools = load(mode, getattr(args, "file", None))
