@@ -36,6 +36,10 @@ REQUESTS_BY_TTL_S: Final = 30 * 24 * 3600
 #: retried resume appends the result instead of running the tool again.
 CALL_RESULT: Final = f"{PREFIX}:call-result:"
 CALL_RESULT_TTL_S: Final = 30 * 24 * 3600
+#: String: set (NX) just before an approved call runs, with the same TTL as its result. A
+#: marker without a result means a process began the call and never finished: the call is
+#: not run again, and its outcome is reported as unknown.
+CALL_EXECUTING: Final = f"{PREFIX}:call-executing:"
 
 # -- threads ---------------------------------------------------------------------------------
 #: Hash: one Slack thread's conversation (``conversation_id``), its state
@@ -94,6 +98,10 @@ def approval(approval_id: str) -> str:
 
 def call_result(tool_call_id: str) -> str:
     return CALL_RESULT + tool_call_id
+
+
+def call_executing(tool_call_id: str) -> str:
+    return CALL_EXECUTING + tool_call_id
 
 
 def thread(thread_key: str) -> str:

@@ -357,6 +357,13 @@ class Store:
     async def store_result(self, tool_call_id: str, result: str) -> None:
         await self.redis.set(keys.call_result(tool_call_id), result, ex=keys.CALL_RESULT_TTL_S)
 
+    async def begin_execution(self, tool_call_id: str) -> bool:
+        """Mark the approved call as running; False if some process marked it before."""
+        marked = await self.redis.set(
+            keys.call_executing(tool_call_id), str(time.time()), nx=True, ex=keys.CALL_RESULT_TTL_S
+        )
+        return bool(marked)
+
     # -- threads -----------------------------------------------------------------------------
     async def claim_thread(self, thread: ThreadRef, message: dict[str, Any]) -> Claim:
         """Mark the thread running for ``message``, or queue the message behind its work."""

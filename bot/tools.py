@@ -35,6 +35,8 @@ class CallLedger(Protocol):
 
     async def store_result(self, tool_call_id: str, result: str) -> None: ...
 
+    async def begin_execution(self, tool_call_id: str) -> bool: ...
+
 
 @dataclass(frozen=True)
 class ApprovedCalls:
@@ -48,6 +50,12 @@ class ApprovedCalls:
     def tool_call_id(self, name: str, arguments: Mapping[str, Any]) -> str | None:
         return self.tool_call_ids.get((name, canonical_arguments(arguments)))
 
+
+#: What the model reads for an approved call whose earlier run never reported back.
+OUTCOME_UNKNOWN = (
+    "The outcome of this action is unknown: the bot stopped while it was running and did not "
+    "run it again. Tell the user that a person must check whether it happened."
+)
 
 #: Set for the duration of one resume; read by the guarded tool wrappers.
 _approved_calls: ContextVar[ApprovedCalls | None] = ContextVar("approved_calls", default=None)
@@ -121,20 +129,34 @@ async def run_once(
 ) -> Any:
     """Run a tool call; an approved call (during a resume) runs at most once.
 
-    The result of an approved call is stored by its ``tool_call_id`` before the conversation
-    resumes, so a retried resume returns the stored result instead of acting again.
+    The call is marked "executing" before it runs and its result stored before the
+    conversation resumes. A retried resume returns the stored result instead of acting again;
+    a call marked but without a result (its process died while running it) is not run again,
+    and the model reads that its outcome is unknown.
     """
     approved = _approved_calls.get()
     tool_call_id = approved.tool_call_id(name, arguments) if approved else None
     if approved is None or tool_call_id is None:
         return await execute()
-    stored = await approved.ledger.stored_result(tool_call_id)
+    ledger = approved.ledger
+    stored = await ledger.stored_result(tool_call_id)
     if stored is not None:
         logger.info("tool %s call %s ran before; reusing its result", name, tool_call_id)
         return stored
-    result = await execute()
+    if not await ledger.begin_execution(tool_call_id):
+        logger.error(
+            "tool %s call %s was started before and never finished; not running it again",
+            name,
+            tool_call_id,
+        )
+        return OUTCOME_UNKNOWN
+    try:
+        result = await execute()
+    except Exception as error:  # the SDK reports it to the model; a retry must not re-run it
+        await ledger.store_result(tool_call_id, f"The tool failed: {type(error).__name__}: {error}")
+        raise
     text = result if isinstance(result, str) else json.dumps(result, default=str)
-    await approved.ledger.store_result(tool_call_id, text)
+    await ledger.store_result(tool_call_id, text)
     return text
 
 

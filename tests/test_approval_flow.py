@@ -8,6 +8,7 @@ import json
 import pytest
 
 from bot import keys
+from bot.tools import OUTCOME_UNKNOWN
 from tests import agent_tools
 from tests.conftest import (
     APPROVALS,
@@ -153,6 +154,40 @@ async def test_self_approval_when_allowed(bot: BotUnderTest) -> None:
     await bot.send.click("approval_approve", approval_id, user=REQUESTER)
     await bot.slack.wait_for("chat.postMessage", lambda a: "Done: Booked" in all_text(a))
     assert len(agent_tools.runs_of("book_flight")) == 1
+
+
+async def test_an_approved_call_left_executing_by_a_dead_process_is_not_run_again(
+    bot: BotUnderTest,
+) -> None:
+    await bot.send.mention(BOOK)
+    approval_id = await bot.approval_id()
+    stored = await bot.services.store.get_approval(approval_id)
+    tool_call_id = stored.calls[0].tool_call_id
+    # a process marked the call as running, then died before storing its result
+    await bot.redis.set(keys.call_executing(tool_call_id), "1700000000.0")
+
+    await bot.send.click("approval_approve", approval_id, user=MANAGER)
+    await bot.slack.wait_for("chat.postMessage", lambda a: "Done:" in all_text(a))
+    await bot.settled()
+    assert agent_tools.runs_of("book_flight") == []
+    results = [
+        entry
+        for body in appends(bot)
+        for entry in body["inputs"]
+        if entry.get("type") == "function.result"
+    ]
+    assert [r["result"] for r in results] == [OUTCOME_UNKNOWN]
+
+
+async def test_an_approved_call_is_marked_executing_and_its_result_kept(bot: BotUnderTest) -> None:
+    await bot.send.mention(BOOK)
+    approval_id = await bot.approval_id()
+    await bot.send.click("approval_approve", approval_id, user=MANAGER)
+    await bot.slack.wait_for("chat.postMessage", lambda a: "Done:" in all_text(a))
+    await bot.settled()
+    tool_call_id = (await bot.services.store.get_approval(approval_id)).calls[0].tool_call_id
+    assert await bot.redis.exists(keys.call_executing(tool_call_id)) == 1
+    assert await bot.redis.get(keys.call_result(tool_call_id)) == "Booked Rodez on 2026-12-01: FL-1"
 
 
 async def test_concurrent_clicks_decide_once(bot: BotUnderTest) -> None:
