@@ -238,14 +238,12 @@ class SlackSender:
     ) -> Reply:
         """A button click on a message (by default on a card's single actions block, as cards
         had before per-call buttons; pass the real ``block_id`` to click one call's)."""
-        return await self.interaction(
-            {
-                **button_actions(action_id, value, user=user, block_id=block_id),
-                "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
-                "channel": {"id": channel},
-                "message": {"ts": message_ts, "type": "message"},
-            }
-        )
+        where = {
+            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
+            "channel": {"id": channel},
+            "message": {"ts": message_ts, "type": "message"},
+        }
+        return await self._click(action_id, value, user, block_id, where)
 
     async def home_click(
         self,
@@ -257,18 +255,22 @@ class SlackSender:
         block_id: str = "approval_actions",
     ) -> Reply:
         """A button click on the bot's Home tab: the container is the view, not a message."""
+        view = {
+            "id": view_id,
+            "type": "home",
+            "callback_id": "",
+            "private_metadata": "",
+            "state": {"values": {}},
+        }
+        where = {"container": {"type": "view", "view_id": view_id}, "view": view}
+        return await self._click(action_id, value, user, block_id, where)
+
+    async def _click(
+        self, action_id: str, value: str, user: str, block_id: str, where: dict[str, Any]
+    ) -> Reply:
+        """A block_actions payload for one button, on the surface ``where`` describes."""
         return await self.interaction(
-            {
-                **button_actions(action_id, value, user=user, block_id=block_id),
-                "container": {"type": "view", "view_id": view_id},
-                "view": {
-                    "id": view_id,
-                    "type": "home",
-                    "callback_id": "",
-                    "private_metadata": "",
-                    "state": {"values": {}},
-                },
-            }
+            {**button_actions(action_id, value, user=user, block_id=block_id), **where}
         )
 
     async def submit_view(
