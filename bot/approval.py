@@ -27,6 +27,7 @@ class Status(StrEnum):
     APPROVED = "approved"
     DENIED = "denied"
     MIXED = "mixed"  # a request only: some calls approved, others denied
+    EXPIRED = "expired"  # nobody decided in time (not a denial)
 
 
 class Auto(StrEnum):
@@ -117,7 +118,7 @@ class Decision:
 
     @property
     def by_policy(self) -> bool:
-        return not self.user_id
+        return not self.user_id and self.status is not Status.EXPIRED
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,7 @@ class ApprovalRequest:
     outcome: str | None = None  # one line on what happened after the decision
     placeholder: MessageRef | None = None  # the requester-thread message to update
     follow_up_id: str | None = None  # the next approval, when the resumed run deferred again
+    expires_at: float | None = None  # undecided by then, the request expires
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -247,16 +249,21 @@ class ApprovalRequest:
         calls: Sequence[ToolCall] | None = None,
         placeholder: MessageRef | None = None,
     ) -> ApprovalRequest:
-        """A request for ``deferred``; ``calls`` as screened by the policy."""
+        """A request for ``deferred``; ``calls`` as screened by the policy. It expires after
+        the shortest ``expire_after`` of the rules its calls wait under."""
+        calls = tuple(calls) if calls is not None else calls_of(deferred)
+        now = time.time()
+        waits = [c.gate.expire_after_s for c in calls if c.auto is None and c.gate is not None]
         return cls(
             id=new_approval_id(),
             thread=thread,
             requester=requester,
             conversation_id=deferred.conversation_id or "",
-            calls=tuple(calls) if calls is not None else calls_of(deferred),
+            calls=calls,
             deferral=dict(deferred.to_dict()),
             approvals_channel=approvals_channel,
-            created_at=time.time(),
+            created_at=now,
+            expires_at=now + min(waits) if waits else None,
             placeholder=placeholder,
         )
 
@@ -286,6 +293,12 @@ class ApprovalRequest:
             if call.gate is not None and call.gate not in found:
                 found.append(call.gate)
         return found
+
+    @property
+    def remind_every_s(self) -> int | None:
+        """How often to remind the approvers: the shortest interval of the calls' rules."""
+        every = [gate.remind_every_s for gate in self.gates if gate.remind_every_s]
+        return min(every) if every else None
 
     @property
     def voters(self) -> set[str]:
@@ -362,8 +375,15 @@ class ApprovalRequest:
         return [*deferred.executed_results, *responses]
 
     def rejection_message(self, index: int) -> str:
-        """What the model reads when call ``index`` was denied."""
+        """What the model reads when call ``index`` was denied, or expired undecided."""
         call, decision = self.calls[index], self.decisions[index]
+        if decision.status is Status.EXPIRED:
+            waited = _duration(decision.at - self.created_at)
+            return (
+                f"The request for approval expired after {waited} without a decision. This is "
+                "not a denial: nobody decided. The action did not run. Tell the user; they can "
+                "ask again."
+            )
         if call.auto is Auto.DENY:
             return call.note or "Denied by the approval policy."
         if decision.reason:
@@ -378,6 +398,19 @@ class ApprovalRequest:
         return (
             "Note: before approving, a person changed the arguments of this call. It ran with "
             f"{edit.arguments} instead of {self.calls[index].arguments}."
+        )
+
+    def expired(self, at: float) -> ApprovalRequest:
+        """The request with every undecided call expired."""
+        decisions = [
+            replace(d, status=Status.EXPIRED, at=at) if d.status is Status.PENDING else d
+            for d in self.decisions
+        ]
+        return replace(
+            self,
+            decisions=tuple(decisions),
+            status=Status.EXPIRED,
+            decision=Decision(Status.EXPIRED, "", at),
         )
 
     def with_decisions(self, decisions: Sequence[CallDecision]) -> ApprovalRequest:
@@ -435,6 +468,7 @@ class ApprovalRequest:
             outcome=data.get("outcome"),
             placeholder=MessageRef(**placeholder) if placeholder else None,
             follow_up_id=data.get("follow_up_id"),
+            expires_at=data.get("expires_at"),
             extra=data.get("extra", {}),
         )
 
@@ -444,6 +478,8 @@ def overall(decisions: Sequence[CallDecision]) -> Status:
     statuses = {d.status for d in decisions}
     if Status.PENDING in statuses:
         return Status.PENDING
+    if Status.EXPIRED in statuses:
+        return Status.EXPIRED
     if statuses == {Status.APPROVED}:
         return Status.APPROVED
     if statuses == {Status.DENIED}:
@@ -464,6 +500,15 @@ def calls_of(deferred: DeferredToolCallsException) -> tuple[ToolCall, ...]:
         )
         for dc in deferred.deferred_calls
     )
+
+
+def _duration(seconds: float) -> str:
+    """``90`` -> "2 minutes", ``86400`` -> "24 hours" (for people and the model)."""
+    minutes = max(1, round(seconds / 60))
+    if minutes < 120:
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    hours = round(minutes / 60)
+    return f"{hours} hours" if hours < 72 else f"{round(hours / 24)} days"
 
 
 def _pretty(arguments: str) -> str:

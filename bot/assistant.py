@@ -12,9 +12,12 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
+from redis.exceptions import RedisError
+
+from bot import keys
 from bot.approval import (
     ApprovalRequest,
     Auto,
@@ -29,15 +32,15 @@ from bot.approval import (
     calls_of,
     excerpt,
 )
-from bot.audit import POLICY
+from bot.audit import BOT, POLICY
 from bot.chat import Chat, IncomingMessage
 from bot.editing import EditedArguments
-from bot.errors import AlreadyDecided, ApprovalError, NotAllowed, UpstreamError
+from bot.errors import AlreadyDecided, ApprovalError, ApprovalNotFound, NotAllowed, UpstreamError
 from bot.gatekeeper import Gatekeeper
+from bot.jobs import Job, JobQueue, Kind
 from bot.runner import AgentRunner, Answer, Outcome
-from bot.store import Action, Cast, Store
-from bot.tools import canonical_arguments
-from bot.worker import Worker
+from bot.store import Accepted, Action, Cast, Store, redis_error
+from bot.tools import Report, canonical_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +59,20 @@ class Choice:
 @dataclass(frozen=True)
 class Decided:
     """What a person's click did: calls it decided, calls where it counted towards a quorum,
-    and calls it could not touch (other approvers'); ``request`` as it is now."""
+    and calls it could not touch (other approvers'); ``request`` as it is now. It is recorded
+    (and the resume enqueued when it completed the request); :meth:`Assistant.announce` then
+    audits it and shows it."""
 
     request: ApprovalRequest
     decided: list[int]
     counted: list[int]
     others: list[int]
+    user_id: str = ""
+    events: dict[str, str] = field(default_factory=dict)  # audit event by vote outcome
+    reason: str | None = None
+    edit: Edit | None = None
+    grant_s: int | None = None
+    complete: bool = False
 
 
 #: Deferrals the policy decides alone, in a row, before the bot stops the thread (a model
@@ -82,7 +93,7 @@ class Assistant:
         runner: AgentRunner,
         chat: Chat,
         gatekeeper: Gatekeeper,
-        worker: Worker,
+        jobs: JobQueue,
     ) -> None:
         self.store = store
         self.runner = runner
@@ -91,36 +102,81 @@ class Assistant:
         self.directory = gatekeeper.directory
         self.audit = gatekeeper.audit
         self.policy_store = gatekeeper.policy_store
-        self.worker = worker
+        self.jobs = jobs
 
-    # -- messages ----------------------------------------------------------------------------
-    async def receive(self, message: IncomingMessage) -> None:
-        """Take a person's message: run it now, or queue it behind the thread's work."""
-        claim = await self.store.claim_thread(message.thread, message.to_dict())
-        if not claim.run_now:
+    # -- messages ---------------------------------------------------------------------------
+    async def accept(
+        self, message: IncomingMessage, event_id: str | None, *, needs_conversation: bool = False
+    ) -> Accepted:
+        """Keep a person's message (before Slack is answered): it is queued on its thread, and
+        a job runs the thread. The same ``event_id`` twice is accepted once. Raises
+        UpstreamError when Redis cannot take it (Slack then delivers it again)."""
+        try:
+            return await self.store.accept_message(
+                message.thread, message.to_dict(), event_id, needs_conversation=needs_conversation
+            )
+        except (RedisError, OSError) as error:
+            raise redis_error(error) from error
+
+    async def acknowledge(self, message: IncomingMessage, accepted: Accepted) -> None:
+        """After Slack is answered: say so when the message waits behind the thread's work."""
+        if accepted.outcome == "duplicate":
+            logger.info("message %s delivered again; already taken", message.ts)
+        elif accepted.outcome == "queued":
             logger.info(
                 "thread %s is %s; message %s queued at %d",
                 message.thread.key,
-                claim.busy_state,
+                accepted.busy_state,
                 message.ts,
-                claim.position,
+                accepted.position,
             )
             await self._quietly(
-                self.chat.tell_queued(message, claim.busy_state or "running", claim.position)
+                self.chat.tell_queued(message, accepted.busy_state or "running", accepted.position)
             )
-            return
-        first = IncomingMessage.from_dict(claim.earlier) if claim.earlier else message
-        self.worker.submit(self._work_thread(first), name=f"thread {message.thread.key}")
+
+    async def receive(self, message: IncomingMessage) -> None:
+        """Take a message that has no event (a Retry): accept it, then acknowledge it."""
+        await self.acknowledge(message, await self.accept(message, None))
 
     async def has_conversation(self, thread: ThreadRef) -> bool:
         return await self.store.conversation_id(thread) is not None
 
-    async def _work_thread(self, message: IncomingMessage | None) -> None:
-        """Run the thread's messages in order until it is idle or waits for a decision."""
-        while message is not None:
+    # -- jobs --------------------------------------------------------------------------------
+    async def run_job(self, job: Job) -> None:
+        """Run one durable job (see bot.jobs); raising leaves it to be retried."""
+        if job.kind is Kind.RESUME:
+            await self._resume_job(job.target)
+        else:
+            await self._thread_job(job.target)
+
+    async def give_up(self, job: Job) -> None:
+        """A job failed again and again (a bug): free the thread, let people retry by hand."""
+        if job.kind is Kind.RESUME:
+            request = await self.store.get_approval(job.target)
+            request = await self.store.update_approval(
+                request, resume=Resume.FAILED, outcome="Resuming failed repeatedly."
+            )
+            await self._quietly(self.chat.update_card(request))
+            await self._quietly(self.chat.tell_resume_failed(request, "It failed repeatedly."))
+        else:
+            logger.error("thread %s: its messages failed repeatedly; skipping one", job.target)
+            await self.store.take_message(job.target, first=False)
+
+    async def _thread_job(self, thread_key: str) -> None:
+        """Run the thread's queued messages in order until it is idle or waits for a decision."""
+        taken = await self.store.take_message(thread_key, first=True)
+        while taken is not None:
+            again, data = taken
+            message = IncomingMessage.from_dict(data)
+            if again:
+                logger.warning(
+                    "thread %s: message %s was interrupted (its process stopped); running it again",
+                    thread_key,
+                    message.ts,
+                )
             if await self._process(message):
-                return  # parked on an approval; the resume continues the thread
-            message = await self._next_message(message.thread)
+                return  # parked on an approval (or resumed by the policy): the resume goes on
+            taken = await self.store.take_message(thread_key, first=False)
 
     async def _process(self, message: IncomingMessage) -> bool:
         """Run one message. True if the thread now waits for an approval."""
@@ -193,12 +249,68 @@ class Assistant:
             await self._quietly(self.chat.tell_policy(request))
         if screening.decided_by_policy:
             logger.info("approval %s decided by policy for %s", request.id, request.tool_names)
-            await self._resume(request, Resume.WAITING, rounds + 1)
+            await self.store.begin_resume(request.id)
+            await self._resume(request, rounds=rounds + 1)
             return True
         await self.store.park_thread(thread, request.id)
         logger.info("approval %s requested for %s", request.id, request.tool_names)
         await self._post_card(request)
         return True
+
+    # -- the sweeper -------------------------------------------------------------------------
+    async def expired(self, request: ApprovalRequest) -> None:
+        """A request just expired (its resume is enqueued): audit it and tell people."""
+        logger.info("approval %s expired without a decision", request.id)
+        for index in request.asked:
+            if request.decisions[index].status is not Status.EXPIRED:
+                continue
+            call = request.calls[index]
+            await self._quietly(
+                self.audit.record(
+                    "expired",
+                    actor=BOT,
+                    approval_id=request.id,
+                    requester=request.requester.user_id,
+                    tool=call.name,
+                    arguments=request.arguments_of(index),
+                    rule=call.rule,
+                    permalink=request.card_link,
+                )
+            )
+        await self._quietly(self.chat.tell_decided(request))
+        await self._refresh_card(request.id)
+
+    async def remind(self, approval_id: str, now: float) -> bool:
+        """Remind the approvers in the card's thread, and schedule the next reminder (none
+        past the expiry). False when there was nothing to remind of."""
+        try:
+            request = await self.store.get_approval(approval_id)
+        except ApprovalNotFound:
+            await self.store.reschedule(keys.REMINDERS_ZSET, approval_id, None)
+            return False
+        every = request.remind_every_s
+        following = now + every if every else None
+        if following is not None and request.expires_at and following >= request.expires_at:
+            following = None
+        await self.store.reschedule(keys.REMINDERS_ZSET, approval_id, following)
+        if request.status is not Status.PENDING or request.card is None:
+            return False
+        await self._quietly(self.chat.remind(request))
+        return True
+
+    async def post_card_again(self, approval_id: str, now: float) -> bool:
+        """Post the card of a request whose first post failed. True once it is posted."""
+        try:
+            request = await self.store.get_approval(approval_id)
+        except ApprovalNotFound:
+            await self.store.reschedule(keys.CARDS_DUE_ZSET, approval_id, None)
+            return False
+        if request.status is not Status.PENDING or request.card is not None:
+            await self.store.reschedule(keys.CARDS_DUE_ZSET, approval_id, None)
+            return False
+        await self.store.reschedule(keys.CARDS_DUE_ZSET, approval_id, now + keys.CARD_RETRY_S)
+        posted = await self._post_card(request, first=False)
+        return posted.card is not None
 
     async def _with_parameters(self, calls: Sequence[ToolCall]) -> list[ToolCall]:
         """Keep the parameter schema the model saw with each call an approver may edit."""
@@ -229,15 +341,19 @@ class Assistant:
                 permalink=request.requester.permalink,
             )
 
-    async def _post_card(self, request: ApprovalRequest) -> ApprovalRequest:
+    async def _post_card(self, request: ApprovalRequest, *, first: bool = True) -> ApprovalRequest:
+        """Post the card; when Slack refuses, the request stays pending, the sweeper tries
+        again, and the requester is told (the first time)."""
         try:
             card = await self.chat.post_card(request)
         except UpstreamError as error:
-            logger.error("approval %s: card not posted: %r", request.id, error)
-            await self._quietly(self.chat.tell_card_failed(request, _problem(error)))
+            logger.error("approval %s: card not posted (retried later): %r", request.id, error)
+            if first:
+                await self._quietly(self.chat.tell_card_failed(request, _problem(error)))
             return request
         # the card is stored first: a quick click must find it to update it
         request = await self.store.update_approval(request, card=card)
+        await self.store.reschedule(keys.CARDS_DUE_ZSET, request.id, None)
         link = await self._quietly(self.chat.permalink(card))
         if link:
             request = await self.store.update_approval(request, card_link=link)
@@ -302,13 +418,8 @@ class Assistant:
             revision=revision,
         )
         self._refuse_if_nothing_changed(cast, user_id)
-        await self._audit_cast(
-            cast, user_id, {"counted": "approval_counted", "decided": "approved"}
-        )
-        if grant_s is not None:
-            for index in cast.calls("decided"):
-                await self._grant(cast.request, index, user_id, grant_s)
-        return await self._after(cast, choice)
+        events = {"counted": "approval_counted", "decided": "approved"}
+        return _decided(cast, choice, user_id, events, grant_s=grant_s)
 
     async def deny(
         self, approval_id: str, user_id: str, reason: str | None, *, call: int | None = None
@@ -324,8 +435,7 @@ class Assistant:
             choice.calls,
         )
         self._refuse_if_nothing_changed(cast, user_id)
-        await self._audit_cast(cast, user_id, {"decided": "denied"}, reason)
-        return await self._after(cast, choice)
+        return _decided(cast, choice, user_id, {"decided": "denied"}, reason=reason)
 
     async def edit(
         self, approval_id: str, user_id: str, call: int, edited: EditedArguments, revision: int
@@ -351,19 +461,8 @@ class Assistant:
             edit=edit,
         )
         self._refuse_if_nothing_changed(cast, user_id)
-        event = "edited_approved" if cast.outcomes[call] == "decided" else "edited"
-        await self.audit.record(
-            event,
-            actor=user_id,
-            approval_id=approval_id,
-            requester=cast.request.requester.user_id,
-            tool=original.name,
-            arguments=original.arguments,
-            edited_arguments=edit.arguments,
-            rule=original.rule,
-            permalink=cast.request.card_link,
-        )
-        return await self._after(cast, choice)
+        events = {"decided": "edited_approved", "counted": "edited"}
+        return _decided(cast, choice, user_id, events, edit=edit)
 
     def _refuse_if_nothing_changed(self, cast: Cast, user_id: str) -> None:
         """Every call named was decided before, or approved by this person already."""
@@ -375,12 +474,36 @@ class Assistant:
         decision = request.decisions[next(iter(cast.outcomes))]
         raise AlreadyDecided(request.id, decision.status.value, decision.user_id or None)
 
-    async def _after(self, cast: Cast, choice: Choice) -> Decided:
-        """Resume when the vote completed the request; else show its progress on the card."""
-        request = cast.request
-        if cast.complete:
+    async def announce(self, decided: Decided) -> None:
+        """After Slack is answered: audit a recorded decision, create its grant, and show it
+        (the card, or the requester's thread when it completed the request)."""
+        request = decided.request
+        for index in [*decided.decided, *decided.counted]:
+            outcome = "decided" if index in decided.decided else "counted"
+            if outcome not in decided.events:
+                continue
+            call = request.calls[index]
+            await self._quietly(
+                self.audit.record(
+                    decided.events[outcome],
+                    actor=decided.user_id,
+                    approval_id=request.id,
+                    requester=request.requester.user_id,
+                    tool=call.name,
+                    arguments=call.arguments if decided.edit else request.arguments_of(index),
+                    edited_arguments=decided.edit.arguments if decided.edit else None,
+                    rule=call.rule,
+                    detail=decided.reason,
+                    permalink=request.card_link,
+                )
+            )
+        if decided.grant_s is not None:
+            for index in decided.decided:
+                await self._grant(request, index, decided.user_id, decided.grant_s)
+        if decided.complete:
+            logger.info("approval %s %s; resume enqueued", request.id, request.status.value)
             await self._quietly(self.chat.tell_decided(request))
-            self._start_resume(request)
+            await self._refresh_card(request.id)
         else:
             logger.info(
                 "approval %s: %d of %d calls decided",
@@ -389,32 +512,6 @@ class Assistant:
                 len(request.asked),
             )
             await self._refresh_card(request.id)
-        return Decided(request, cast.calls("decided"), cast.calls("counted"), choice.others)
-
-    def _start_resume(self, request: ApprovalRequest) -> None:
-        assert request.decision is not None
-        logger.info("approval %s %s", request.id, request.status.value)
-        self.worker.submit(self._resume(request, Resume.WAITING), name=f"resume {request.id}")
-
-    async def _audit_cast(
-        self, cast: Cast, user_id: str, events: dict[str, str], reason: str | None = None
-    ) -> None:
-        request = cast.request
-        for index, outcome in cast.outcomes.items():
-            if outcome not in events:
-                continue
-            call = request.calls[index]
-            await self.audit.record(
-                events[outcome],
-                actor=user_id,
-                approval_id=request.id,
-                requester=request.requester.user_id,
-                tool=call.name,
-                arguments=request.arguments_of(index),
-                rule=call.rule,
-                detail=reason,
-                permalink=request.card_link,
-            )
 
     async def _grant(
         self, request: ApprovalRequest, index: int, user_id: str, duration_s: int
@@ -446,15 +543,15 @@ class Assistant:
             people |= await self.directory.deciders(gate)
         return people
 
-    # -- resuming ----------------------------------------------------------------------------
+    # -- resuming ---------------------------------------------------------------------------
     async def retry_resume(self, approval_id: str, user_id: str) -> None:
         """Retry a resume that failed upstream (requester or an approver may)."""
         request = await self.store.get_approval(approval_id)
         if user_id != request.requester.user_id and user_id not in await self.approvers(request):
             raise NotAllowed(approval_id, user_id, "Only the requester or an approver can retry.")
-        if request.resume is not Resume.FAILED:
+        if request.resume is not Resume.FAILED or not await self.store.requeue_resume(approval_id):
             raise AlreadyDecided(approval_id, f"resumed ({request.resume.value})", None)
-        self.worker.submit(self._resume(request, Resume.FAILED), name=f"retry {approval_id}")
+        logger.info("approval %s: resume retried by %s", approval_id, user_id)
 
     async def retry_turn(self, turn_id: str) -> bool:
         """Send a failed message again. False if it was retried already."""
@@ -464,16 +561,52 @@ class Assistant:
         await self.receive(IncomingMessage.from_dict(data))
         return True
 
-    async def _resume(self, request: ApprovalRequest, expected: Resume, rounds: int = 0) -> None:
-        if not await self.store.start_resume(request, expected):
-            logger.info("approval %s: resume already under way elsewhere", request.id)
+    async def _resume_job(self, approval_id: str) -> None:
+        found = await self.store.begin_resume(approval_id)
+        if found is None:
+            logger.warning("approval %s is gone; nothing to resume", approval_id)
             return
+        if found not in (Resume.WAITING, Resume.RUNNING):
+            logger.info("approval %s: resume already %s", approval_id, found.value)
+            return
+        try:
+            request = await self.store.get_approval(approval_id)
+        except ApprovalNotFound:
+            return
+        if request.status is Status.PENDING:
+            logger.error("approval %s: a resume job for an undecided request", approval_id)
+            await self.store.update_approval(request, resume=Resume.WAITING)
+            return
+        await self._resume(request, interrupted=found is Resume.RUNNING)
+
+    async def _resume(
+        self, request: ApprovalRequest, *, rounds: int = 0, interrupted: bool = False
+    ) -> None:
+        """Resume the conversation with the request's decision (its resume marked running).
+
+        ``interrupted``: an earlier attempt died mid-way. The conversation's history says
+        whether the decision reached it; if so it is not sent again.
+        """
         request = await self.store.update_approval(request, resume=Resume.RUNNING, outcome=None)
         await self._quietly(self.chat.update_card(request))
+        unknown: list[str] = []
         try:
-            outcome = await self.runner.resume(
-                request, self.store, await self.gatekeeper.deferring()
-            )
+            outcome: Outcome | None = None
+            if interrupted:
+                outcome = await self.runner.recover(request)
+                if outcome is not None:
+                    logger.warning(
+                        "approval %s: an interrupted resume had reached the conversation; "
+                        "its answer is taken from the history, nothing is sent again",
+                        request.id,
+                    )
+            if outcome is None:
+                outcome = await self.runner.resume(
+                    request,
+                    self.store,
+                    await self.gatekeeper.deferring(),
+                    report=self._reporter(request, unknown),
+                )
         except UpstreamError as error:
             logger.warning("approval %s: resume failed: %r", request.id, error)
             request = await self.store.update_approval(
@@ -482,39 +615,85 @@ class Assistant:
             await self._quietly(self.chat.update_card(request))
             await self._quietly(self.chat.tell_resume_failed(request, _problem(error)))
             return
+        if unknown:
+            await self._quietly(self.chat.tell_outcome_unknown(request, unknown))
         # a request the policy decided alone has no card: its answer replaces the placeholder
         by_policy = request.decision is not None and request.decision.by_policy
         placeholder = request.placeholder if by_policy else None
         deferred = await self._settle(
             request.thread, outcome, request.requester, placeholder, None, rounds
         )
+        check = f" Outcome unknown for {', '.join(unknown)}: check it." if unknown else ""
         if deferred:
             follow_up = await self.store.conversation_id(request.thread)
             logger.info("approval %s: conversation %s deferred again", request.id, follow_up)
             request = await self.store.update_approval(
                 request,
                 resume=Resume.DEFERRED,
-                outcome="The agent asked for another approval.",
+                outcome="The agent asked for another approval." + check,
             )
             await self._quietly(self.chat.update_card(request))
             return
         request = await self.store.update_approval(
-            request, resume=Resume.DONE, outcome="The agent answered in the requester's thread."
+            request,
+            resume=Resume.DONE,
+            outcome="The agent answered in the requester's thread." + check,
         )
         await self._quietly(self.chat.update_card(request))
-        await self._work_thread(await self._next_message(request.thread))
+        await self.store.release_thread(request.thread)
 
-    async def _next_message(self, thread: ThreadRef) -> IncomingMessage | None:
-        data = await self.store.next_in_thread(thread)
-        return IncomingMessage.from_dict(data) if data else None
+    def _reporter(self, request: ApprovalRequest, unknown: list[str]) -> Report:
+        """Audits what happens to each approved call as it runs; collects unknown outcomes."""
+
+        async def report(event: str, tool_call_id: str, detail: str | None) -> None:
+            index = request.call_index(tool_call_id)
+            name = request.calls[index].name if index is not None else "?"
+            if event == "outcome_unknown":
+                unknown.append(name)
+            await self.audit.record(
+                event,
+                actor=BOT,
+                approval_id=request.id,
+                requester=request.requester.user_id,
+                tool=name,
+                arguments=request.arguments_of(index) if index is not None else None,
+                detail=detail,
+                permalink=request.card_link,
+            )
+
+        return report
 
     async def _quietly(self, call: Awaitable[T]) -> T | None:
-        """Run a chat call whose failure must not stop the flow; log what failed."""
+        """Run a chat (or audit) call whose failure must not stop the flow; log what failed."""
         try:
             return await call
-        except UpstreamError as error:
-            logger.error("chat call failed, continuing: %r", error)
+        except (UpstreamError, RedisError, OSError) as error:
+            logger.error("call failed, continuing: %r", error)
             return None
+
+
+def _decided(
+    cast: Cast,
+    choice: Choice,
+    user_id: str,
+    events: dict[str, str],
+    *,
+    reason: str | None = None,
+    edit: Edit | None = None,
+    grant_s: int | None = None,
+) -> Decided:
+    return Decided(
+        cast.request,
+        cast.calls("decided"),
+        cast.calls("counted"),
+        choice.others,
+        user_id=user_id,
+        events=events,
+        reason=reason,
+        edit=edit,
+        grant_s=grant_s,
+        complete=cast.complete,
+    )
 
 
 def _problem(error: UpstreamError) -> str:

@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 #: The actor of what the policy decided on its own.
 POLICY = "policy"
 
+#: The actor of what the bot itself did (an approved call running, a request expiring).
+BOT = "bot"
+
 
 class AuditLog:
     def __init__(self, client: redis.Redis, retention_days: int) -> None:

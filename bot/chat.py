@@ -83,6 +83,13 @@ class Chat(Protocol):
     async def tell_decided(self, request: ApprovalRequest) -> None:
         """Say in the requester's thread how people decided each call (edits side by side)."""
 
+    async def remind(self, request: ApprovalRequest) -> None:
+        """Remind the approvers, in the card's thread, that the request still waits."""
+
+    async def tell_outcome_unknown(self, request: ApprovalRequest, names: list[str]) -> None:
+        """Say in the requester's thread and the card's that these approved calls were
+        interrupted and not run again: a person must check what happened."""
+
     async def tell_policy(self, request: ApprovalRequest) -> None:
         """Say in the requester's thread which calls the policy denied or a grant allowed."""
 

@@ -93,6 +93,8 @@ class PolicyDefaults(_Section):
     grant_durations: list[Duration] = Field(default_factory=lambda: ["1h"], max_length=3)
     grant_same_arguments: bool = False
     allow_edit: bool = False
+    expire_after: Duration = "24h"
+    remind_every: Duration | None = None
 
 
 class RuleConfig(_Section):
@@ -109,6 +111,8 @@ class RuleConfig(_Section):
     grant_durations: list[Duration] | None = Field(default=None, max_length=3)
     grant_same_arguments: bool | None = None
     allow_edit: bool | None = None
+    expire_after: Duration | None = None
+    remind_every: Duration | None = None
 
     @field_validator("when")
     @classmethod
@@ -136,6 +140,8 @@ class RuleConfig(_Section):
                     "grant_durations",
                     "grant_same_arguments",
                     "allow_edit",
+                    "expire_after",
+                    "remind_every",
                 )
                 if getattr(self, name) is not None
             ]

@@ -41,6 +41,31 @@ CALL_RESULT_TTL_S: Final = 30 * 24 * 3600
 #: not run again, and its outcome is reported as unknown.
 CALL_EXECUTING: Final = f"{PREFIX}:call-executing:"
 
+# -- durable work ----------------------------------------------------------------------------
+#: Stream: jobs any bot process may run (``kind``: resume | thread, ``target``: an approval
+#: id or a thread key), read through the consumer group ``JOBS_GROUP``. No TTL and no
+#: MAXLEN (trimming could drop a job nobody ran): an entry is deleted once it is acknowledged.
+JOBS: Final = f"{PREFIX}:jobs"
+JOBS_GROUP: Final = "bots"
+
+#: Sorted set of undecided approval ids by the time they expire. No TTL: members are
+#: removed when the request is decided or expires.
+EXPIRING_ZSET: Final = f"{PREFIX}:expiring_zs"
+
+#: Sorted set of undecided approval ids by when their card's next reminder is due. No TTL:
+#: members are removed once reminded for the last time, decided or expired.
+REMINDERS_ZSET: Final = f"{PREFIX}:reminders_zs"
+
+#: Sorted set of undecided approval ids whose card is not posted yet, by when to try again
+#: (Slack was down). No TTL: members are removed once the card is posted or the request ends.
+CARDS_DUE_ZSET: Final = f"{PREFIX}:cards-due_zs"
+CARD_RETRY_S: Final = 60
+
+#: String: the sweeper's lock (expiry, reminders, cards to post again); one process at a
+#: time holds it, for at most ``SWEEPER_LOCK_TTL_MS``.
+SWEEPER_LOCK: Final = f"{PREFIX}:sweeper-lock"
+SWEEPER_LOCK_TTL_MS: Final = 60_000
+
 # -- threads ---------------------------------------------------------------------------------
 #: Hash: one Slack thread's conversation (``conversation_id``), its state
 #: (``idle`` / ``running`` / ``waiting``) and the approval it waits for.

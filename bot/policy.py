@@ -89,6 +89,8 @@ class Gate:
     grant_same_arguments: bool = False
     rule: str = "defaults"
     allow_edit: bool = False  # approvers may change the arguments before approving
+    expire_after_s: int = 24 * 3600  # undecided this long, the request expires
+    remind_every_s: int | None = None  # a reminder in the card's thread this often
 
     @property
     def grantable(self) -> bool:
@@ -108,6 +110,8 @@ class Gate:
             "grant_same_arguments": self.grant_same_arguments,
             "rule": self.rule,
             "allow_edit": self.allow_edit,
+            "expire_after_s": self.expire_after_s,
+            "remind_every_s": self.remind_every_s,
         }
 
     @classmethod
@@ -120,6 +124,8 @@ class Gate:
             grant_same_arguments=bool(data.get("grant_same_arguments", False)),
             rule=str(data.get("rule", "defaults")),
             allow_edit=bool(data.get("allow_edit", False)),
+            expire_after_s=int(data.get("expire_after_s") or 24 * 3600),
+            remind_every_s=int(data["remind_every_s"]) if data.get("remind_every_s") else None,
         )
 
 
@@ -196,6 +202,8 @@ class Policy:
             grant_durations_s=tuple(parse_duration(d) for d in defaults.grant_durations),
             grant_same_arguments=defaults.grant_same_arguments,
             allow_edit=defaults.allow_edit,
+            expire_after_s=parse_duration(defaults.expire_after),
+            remind_every_s=parse_duration(defaults.remind_every) if defaults.remind_every else None,
         )
 
     @classmethod
@@ -303,6 +311,12 @@ class Policy:
             else config.grant_same_arguments,
             rule=rule.label,
             allow_edit=base.allow_edit if config.allow_edit is None else config.allow_edit,
+            expire_after_s=base.expire_after_s
+            if config.expire_after is None
+            else parse_duration(config.expire_after),
+            remind_every_s=base.remind_every_s
+            if config.remind_every is None
+            else parse_duration(config.remind_every),
         )
 
     def _fallback(self, tool: str, notes: list[str], *, marked: bool) -> Verdict:

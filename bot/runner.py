@@ -16,7 +16,13 @@ import httpx2
 from mistralai.client import Mistral
 from mistralai.client.beta import Beta
 from mistralai.client.errors import MistralError
-from mistralai.client.models import FunctionTool, UnknownAgentTool
+from mistralai.client.models import (
+    FunctionCallEntry,
+    FunctionResultEntry,
+    FunctionTool,
+    MessageOutputEntry,
+    UnknownAgentTool,
+)
 from mistralai.client.utils import BackoffStrategy, RetryConfig
 from mistralai.extra.exceptions import (
     DeferredToolCallsException,
@@ -36,6 +42,7 @@ from bot.settings import Settings
 from bot.tools import (
     ApprovedCalls,
     CallLedger,
+    Report,
     Tool,
     approving,
     canonical_arguments,
@@ -147,12 +154,16 @@ class AgentRunner:
         return await self._run(conversation_id, inputs, deferring)
 
     async def resume(
-        self, request: ApprovalRequest, ledger: CallLedger, deferring: Holds | None = None
+        self,
+        request: ApprovalRequest,
+        ledger: CallLedger,
+        deferring: Holds | None = None,
+        report: Report | None = None,
     ) -> Outcome:
         """Resume a deferred conversation with the request's decision.
 
         Approved local calls run through the ledger: a call whose result was stored by an
-        earlier attempt is not run again.
+        earlier attempt is not run again. ``report`` hears when each one runs.
         """
         local = [i for i, call in enumerate(request.calls) if not call.server_side]
         approved = ApprovedCalls(
@@ -168,12 +179,55 @@ class AgentRunner:
                 for i in local
                 if (note := request.edit_note(i)) is not None
             },
+            report=report,
         )
         token = approving(approved)
         try:
             return await self._run(request.conversation_id, request.responses(), deferring)
         finally:
             stop_approving(token)
+
+    async def recover(self, request: ApprovalRequest) -> Answer | None:
+        """After an attempt at resuming died: the conversation's answer if the decision reached
+        it (read from its history), else None and the decision must be sent.
+
+        A decision reached the conversation when one of its calls has a result there, or a
+        server-side call is no longer pending confirmation. Sending it again would run an
+        approved server-side call twice, or be refused.
+        """
+        try:
+            history = await self.client.beta.conversations.get_history_async(
+                conversation_id=request.conversation_id
+            )
+        except MistralError as error:
+            raise UpstreamError(
+                "mistral", f"Mistral answered {error.status_code}: {_short(error.body)}"
+            ) from error
+        except httpx2.HTTPError as error:
+            raise UpstreamError("mistral", f"Mistral could not be reached: {error!r}") from error
+        ids = {call.tool_call_id for call in request.calls}
+        reached = -1
+        for index, entry in enumerate(history.entries):
+            answered = isinstance(entry, FunctionResultEntry) and entry.tool_call_id in ids
+            confirmed = (
+                isinstance(entry, FunctionCallEntry)
+                and entry.tool_call_id in ids
+                and entry.confirmation_status in ("allowed", "denied")
+            )
+            if answered or confirmed:
+                reached = index
+        if reached < 0:
+            return None
+        texts = [
+            _entry_text(entry)
+            for entry in history.entries[reached + 1 :]
+            if isinstance(entry, MessageOutputEntry)
+        ]
+        text = "\n\n".join(t for t in texts if t) or (
+            "The decision reached the agent, but its reply was interrupted. Send a message "
+            "in this thread to continue."
+        )
+        return Answer(request.conversation_id, text)
 
     async def parameters_of(self, name: str) -> dict[str, Any] | None:
         """The parameter JSON schema the model sees for a local or MCP tool, if any."""
@@ -279,6 +333,13 @@ def mcp_tool_configuration(
         name for name in names if (deferring(name) if deferring else name in marked)
     ]
     return configuration
+
+
+def _entry_text(entry: MessageOutputEntry) -> str:
+    content = entry.content
+    if isinstance(content, str):
+        return content
+    return "".join(str(getattr(chunk, "text", "") or "") for chunk in content)
 
 
 def _short(text: str, limit: int = 200) -> str:

@@ -16,6 +16,7 @@ from bot.config import BotConfig
 from bot.console import Console
 from bot.directory import Directory
 from bot.gatekeeper import Gatekeeper
+from bot.jobs import JobQueue
 from bot.mcp_servers import load_mcp_servers
 from bot.policy import Policy
 from bot.policy_store import PolicyStore
@@ -26,8 +27,8 @@ from bot.settings import Settings
 from bot.slack.adapter import SlackChat, make_web_client
 from bot.slack.app import build_bolt_app
 from bot.store import Store
+from bot.sweeper import Sweeper
 from bot.tools import Tool
-from bot.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +41,22 @@ class Services:
     chat: SlackChat
     assistant: Assistant
     console: Console
-    worker: Worker
+    jobs: JobQueue
+    sweeper: Sweeper
     bolt: AsyncApp
 
 
 @asynccontextmanager
 async def open_services(
-    settings: Settings, config: BotConfig, tools: Sequence[Tool], *, verify_requests: bool = True
+    settings: Settings,
+    config: BotConfig,
+    tools: Sequence[Tool],
+    *,
+    verify_requests: bool = True,
+    start_background: bool = True,
 ) -> AsyncIterator[Services]:
-    """Start Redis (embedded when REDIS_URL is unset), clients, the worker and the Bolt app."""
+    """Start Redis (embedded when REDIS_URL is unset), clients, the job runner, the sweeper
+    and the Bolt app. ``start_background=False`` leaves jobs and sweeps to other processes."""
     async with AsyncExitStack() as stack:
         url = settings.redis_url
         if url is None:
@@ -62,9 +70,9 @@ async def open_services(
         mistral = make_client(settings)
         await stack.enter_async_context(mistral)
         chat = SlackChat(make_web_client(settings.slack_bot_token or "", settings.slack_api_url))
-        worker = Worker(settings.worker_concurrency)
-        # Registered last, so it closes first: running work finishes while Redis is still up.
-        stack.push_async_callback(worker.close)
+        jobs = JobQueue(
+            client, concurrency=settings.worker_concurrency, lease_ms=settings.job_lease_s * 1000
+        )
         server_tools = load_server_tools(config, settings.bot_config)
         mcp_servers = load_mcp_servers(config, settings.bot_config)
         stack.push_async_callback(mcp_servers.aclose)
@@ -80,7 +88,7 @@ async def open_services(
         audit = AuditLog(client, settings.audit_retention_days)
         gatekeeper = Gatekeeper(policy, policy_store, directory, audit)
         runner = AgentRunner(mistral, config, tools, server_tools, mcp_servers)
-        assistant = Assistant(store, runner, chat, gatekeeper, worker)
+        assistant = Assistant(store, runner, chat, gatekeeper, jobs)
         console = Console(store, gatekeeper)
         bolt = build_bolt_app(
             assistant,
@@ -88,4 +96,12 @@ async def open_services(
             chat,
             signing_secret=settings.slack_signing_secret if verify_requests else None,
         )
-        yield Services(settings, config, store, chat, assistant, console, worker, bolt)
+        sweeper = Sweeper(client, assistant, settings.sweep_interval_s)
+        if start_background:
+            jobs.start(assistant.run_job, assistant.give_up)
+            sweeper.start()
+        # Registered last, so they close first: stop taking work, let jobs in flight finish
+        # (or hand them back to the other processes) while Redis and the MCP servers are up.
+        stack.push_async_callback(jobs.close, settings.shutdown_grace_s)
+        stack.push_async_callback(sweeper.close)
+        yield Services(settings, config, store, chat, assistant, console, jobs, sweeper, bolt)

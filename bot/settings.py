@@ -66,6 +66,23 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         default=16, gt=0, description="conversations the process runs at once"
     )
+    job_lease_s: int = Field(
+        default=30,
+        ge=5,
+        description="how long a job (a resume, a thread's messages) stays with a process that "
+        "stopped answering before another process takes it over",
+    )
+    sweep_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="how often to look for requests to expire, reminders due and cards to post",
+    )
+    shutdown_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="at shutdown, how long jobs in flight may finish before they are handed "
+        "back to the other processes",
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     audit_retention_days: int = Field(
         default=365, gt=0, description="how long the audit trail in Redis keeps entries"

@@ -36,6 +36,8 @@ RUN_LEASE_S: Final = 15 * 60
 CAST_SCRIPT: Final = """
 -- KEYS[1]: the approval hash
 -- KEYS[2]: the pending sorted set
+-- KEYS[3], KEYS[4], KEYS[5]: the expiring, reminders and cards-due sorted sets
+-- KEYS[6]: the jobs stream (the vote that completes the request enqueues its resume)
 -- ARGV[1]: approval id
 -- ARGV[2]: what the vote does: 'approve' (one approval towards each call's quorum),
 --          'deny' (a veto: decides each call at once) or 'edit' (new arguments for one
@@ -125,70 +127,155 @@ end
 if final ~= 'pending' then
   local decision = cjson.encode({status = final, user_id = vote.user_id, at = vote.at})
   redis.call('HSET', KEYS[1], 'status', final, 'decision', decision)
-  redis.call('ZREM', KEYS[2], ARGV[1])
+  for k = 2, 5 do
+    redis.call('ZREM', KEYS[k], ARGV[1])
+  end
+  redis.call('XADD', KEYS[6], '*', 'kind', 'resume', 'target', ARGV[1], 'at', vote.at)
 end
 return {'cast', cjson.encode(outcomes), encoded, final}
 """
 
-CLAIM_THREAD_SCRIPT: Final = """
+EXPIRE_SCRIPT: Final = """
+-- KEYS[1]: the approval hash
+-- KEYS[2..5]: the pending, expiring, reminders and cards-due sorted sets
+-- KEYS[6]: the jobs stream
+-- ARGV[1]: approval id
+-- ARGV[2]: now, text (kept exact)
+-- returns {'expired', decisions JSON} | {'gone'} (missing or decided: only unlisted)
+local function unlist()
+  for k = 2, 5 do
+    redis.call('ZREM', KEYS[k], ARGV[1])
+  end
+end
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HGET', KEYS[1], 'status') ~= 'pending' then
+  unlist()
+  return {'gone'}
+end
+local raw = redis.call('HGET', KEYS[1], 'decisions')
+if not raw then
+  return {'gone'}
+end
+local decisions = cjson.decode(raw)
+for _, call in ipairs(decisions) do
+  if call.status == 'pending' then
+    call.status, call.at = 'expired', ARGV[2]
+  end
+end
+local encoded = cjson.encode(decisions)
+local decision = cjson.encode({status = 'expired', user_id = '', at = ARGV[2]})
+redis.call('HSET', KEYS[1], 'status', 'expired', 'decision', decision, 'decisions', encoded)
+unlist()
+redis.call('XADD', KEYS[6], '*', 'kind', 'resume', 'target', ARGV[1], 'at', ARGV[2])
+return {'expired', encoded}
+"""
+
+ACCEPT_MESSAGE_SCRIPT: Final = """
 -- KEYS[1]: the thread hash
 -- KEYS[2]: the thread's queue
+-- KEYS[3]: the jobs stream
+-- KEYS[4]: the event's "seen" key
 -- ARGV[1]: the message, JSON
--- ARGV[2]: TTL of both keys, seconds
+-- ARGV[2]: TTL of the thread's keys, seconds
 -- ARGV[3]: now, seconds
--- ARGV[4]: run lease, seconds
--- returns {'run'} when the caller may run the message now,
---         {'queued', state, position} when it was queued behind the thread's work
+-- ARGV[4]: run lease, seconds (a thread running longer was left by a dead process)
+-- ARGV[5]: how long to remember the event id, seconds ('' when the event has none)
+-- ARGV[6]: '1' when the message counts only in a thread that has a conversation
+-- ARGV[7]: the thread key
+-- returns {'ignored'} | {'duplicate'} | {'run'} (a thread job was enqueued)
+--       | {'queued', state, position} (behind the thread's work or pending approval)
+if ARGV[6] == '1' and redis.call('HEXISTS', KEYS[1], 'conversation_id') == 0 then
+  return {'ignored'}
+end
+if ARGV[5] ~= '' and not redis.call('SET', KEYS[4], ARGV[3], 'NX', 'EX', ARGV[5]) then
+  return {'duplicate'}
+end
+local position = redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
 local state = redis.call('HGET', KEYS[1], 'state')
 local since = tonumber(redis.call('HGET', KEYS[1], 'since') or '0')
 local stale = state == 'running' and since + tonumber(ARGV[4]) < tonumber(ARGV[3])
 if (not state) or state == 'idle' or stale then
-  if redis.call('LLEN', KEYS[2]) > 0 then
-    -- keep the order: this message goes behind the queued ones, the oldest runs now
-    redis.call('RPUSH', KEYS[2], ARGV[1])
-    local first = redis.call('LPOP', KEYS[2])
-    redis.call('HSET', KEYS[1], 'state', 'running', 'since', ARGV[3])
-    redis.call('EXPIRE', KEYS[1], ARGV[2])
-    redis.call('EXPIRE', KEYS[2], ARGV[2])
-    return {'run-queued', first}
-  end
   redis.call('HSET', KEYS[1], 'state', 'running', 'since', ARGV[3])
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  redis.call('XADD', KEYS[3], '*', 'kind', 'thread', 'target', ARGV[7], 'at', ARGV[3])
   return {'run'}
 end
-local position = redis.call('RPUSH', KEYS[2], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[2])
 return {'queued', state, position}
 """
 
-NEXT_IN_THREAD_SCRIPT: Final = """
+TAKE_MESSAGE_SCRIPT: Final = """
 -- KEYS[1]: the thread hash
 -- KEYS[2]: the thread's queue
 -- ARGV[1]: now, seconds
--- returns the next queued message (the thread stays running) or nil (the thread is idle)
+-- ARGV[2]: 'first' when a thread job starts (a message left in progress runs again)
+-- returns {'run', message} | {'idle'} (nothing queued: the thread is idle now)
+if ARGV[2] == 'first' then
+  local current = redis.call('HGET', KEYS[1], 'current')
+  if current then
+    return {'again', current}
+  end
+end
 local message = redis.call('LPOP', KEYS[2])
 if message then
-  redis.call('HSET', KEYS[1], 'state', 'running', 'since', ARGV[1])
+  redis.call('HSET', KEYS[1], 'state', 'running', 'since', ARGV[1], 'current', message)
   redis.call('HDEL', KEYS[1], 'approval_id')
-  return message
+  return {'run', message}
 end
 redis.call('HSET', KEYS[1], 'state', 'idle')
-redis.call('HDEL', KEYS[1], 'approval_id', 'since')
-return false
+redis.call('HDEL', KEYS[1], 'approval_id', 'since', 'current')
+return {'idle'}
 """
 
-RESUME_TRANSITION_SCRIPT: Final = """
+RELEASE_THREAD_SCRIPT: Final = """
+-- KEYS[1]: the thread hash
+-- KEYS[2]: the thread's queue
+-- KEYS[3]: the jobs stream
+-- ARGV[1]: now, seconds
+-- ARGV[2]: the thread key
+-- After a resume: run the messages that queued meanwhile (a thread job), or go idle.
+redis.call('HDEL', KEYS[1], 'approval_id', 'current')
+if redis.call('LLEN', KEYS[2]) > 0 then
+  redis.call('HSET', KEYS[1], 'state', 'running', 'since', ARGV[1])
+  redis.call('XADD', KEYS[3], '*', 'kind', 'thread', 'target', ARGV[2], 'at', ARGV[1])
+  return 1
+end
+redis.call('HSET', KEYS[1], 'state', 'idle')
+redis.call('HDEL', KEYS[1], 'since')
+return 0
+"""
+
+REQUEUE_RESUME_SCRIPT: Final = """
 -- KEYS[1]: the approval hash
--- ARGV[1]: the resume state expected now
--- ARGV[2]: the resume state to move to
--- returns 1 if moved, 0 if the state was another (somebody else moved it first)
-if redis.call('HGET', KEYS[1], 'resume') ~= ARGV[1] then
+-- KEYS[2]: the jobs stream
+-- ARGV[1]: approval id
+-- ARGV[2]: now
+-- A failed resume, retried: back to waiting, with a job. Returns 0 if it was not failed.
+if redis.call('HGET', KEYS[1], 'resume') ~= 'failed' then
   return 0
 end
-redis.call('HSET', KEYS[1], 'resume', ARGV[2])
+redis.call('HSET', KEYS[1], 'resume', 'waiting')
+redis.call('XADD', KEYS[2], '*', 'kind', 'resume', 'target', ARGV[1], 'at', ARGV[2])
 return 1
 """
+
+BEGIN_RESUME_SCRIPT: Final = """
+-- KEYS[1]: the approval hash
+-- returns the resume state found; 'waiting' or 'running' (an attempt that died) become
+-- 'running', any other state is left alone (the resume is done, or failed and not retried)
+local found = redis.call('HGET', KEYS[1], 'resume')
+if found == 'waiting' or found == 'running' then
+  redis.call('HSET', KEYS[1], 'resume', 'running')
+end
+return found or ''
+"""
+
+#: The sorted sets an undecided request is listed in; a decision or expiry unlists it.
+_SCHEDULES: Final = (
+    keys.PENDING_ZSET,
+    keys.EXPIRING_ZSET,
+    keys.REMINDERS_ZSET,
+    keys.CARDS_DUE_ZSET,
+)
 
 
 class Action(StrEnum):
@@ -213,12 +300,11 @@ class Cast:
 
 
 @dataclass(frozen=True)
-class Claim:
-    """The answer to "may this message run now?"."""
+class Accepted:
+    """What became of a person's message: ``run`` (a thread job will run it), ``queued``
+    behind the thread's work, ``duplicate`` (the event was seen before), or ``ignored``."""
 
-    run_now: bool
-    #: when another message queued earlier must run first, that message (the new one queued)
-    earlier: dict[str, Any] | None = None
+    outcome: str
     busy_state: str | None = None  # "running" or "waiting" when queued
     position: int = 0
 
@@ -229,9 +315,12 @@ class Store:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._cast = client.register_script(CAST_SCRIPT)
-        self._claim = client.register_script(CLAIM_THREAD_SCRIPT)
-        self._next = client.register_script(NEXT_IN_THREAD_SCRIPT)
-        self._transition = client.register_script(RESUME_TRANSITION_SCRIPT)
+        self._expire = client.register_script(EXPIRE_SCRIPT)
+        self._accept = client.register_script(ACCEPT_MESSAGE_SCRIPT)
+        self._take = client.register_script(TAKE_MESSAGE_SCRIPT)
+        self._release = client.register_script(RELEASE_THREAD_SCRIPT)
+        self._requeue = client.register_script(REQUEUE_RESUME_SCRIPT)
+        self._begin_resume = client.register_script(BEGIN_RESUME_SCRIPT)
 
     async def ping(self) -> bool:
         try:
@@ -249,6 +338,12 @@ class Store:
             pipe.hset(key, mapping=_fields(request))
             if request.status is Status.PENDING:
                 pipe.zadd(keys.PENDING_ZSET, {request.id: request.created_at})
+                pipe.zadd(keys.CARDS_DUE_ZSET, {request.id: request.created_at + keys.CARD_RETRY_S})
+                if request.expires_at is not None:
+                    pipe.zadd(keys.EXPIRING_ZSET, {request.id: request.expires_at})
+                every = request.remind_every_s
+                if every is not None:
+                    pipe.zadd(keys.REMINDERS_ZSET, {request.id: request.created_at + every})
             pipe.zadd(by_requester, {request.id: request.created_at})
             pipe.zremrangebyrank(by_requester, 0, -keys.REQUESTS_BY_KEPT - 1)
             pipe.expire(by_requester, keys.REQUESTS_BY_TTL_S)
@@ -287,7 +382,7 @@ class Store:
         """
         targets = [[index, _quorum(request, index)] for index in calls]
         result = await self._cast(
-            keys=[keys.approval(request.id), keys.PENDING_ZSET],
+            keys=[keys.approval(request.id), *_SCHEDULES, keys.JOBS],
             args=[
                 request.id,
                 action.value,
@@ -337,12 +432,41 @@ class Store:
             await pipe.execute()
         return updated
 
-    async def start_resume(self, request: ApprovalRequest, expected: Resume) -> bool:
-        """Move the request's resume state from ``expected`` to running; False if raced."""
-        moved = await self._transition(
-            keys=[keys.approval(request.id)], args=[expected.value, Resume.RUNNING.value]
+    async def begin_resume(self, approval_id: str) -> Resume | None:
+        """Mark the request's resume running; the state found (None: the request is gone).
+        Found ``running``, an earlier attempt died mid-way."""
+        found = _text(await self._begin_resume(keys=[keys.approval(approval_id)]))
+        return Resume(found) if found else None
+
+    async def requeue_resume(self, approval_id: str) -> bool:
+        """A failed resume, retried: enqueue it again. False if it had not failed."""
+        moved = await self._requeue(
+            keys=[keys.approval(approval_id), keys.JOBS], args=[approval_id, repr(time.time())]
         )
         return bool(moved)
+
+    async def expire(self, approval_id: str, at: float) -> ApprovalRequest | None:
+        """Expire the request's undecided calls and enqueue its resume; None if it was decided
+        (or is gone) meanwhile."""
+        result = await self._expire(
+            keys=[keys.approval(approval_id), *_SCHEDULES, keys.JOBS],
+            args=[approval_id, repr(at)],
+        )
+        if _text(result[0]) != "expired":
+            return None
+        return await self.get_approval(approval_id)
+
+    async def due(self, schedule: str, now: float, limit: int = 100) -> list[str]:
+        """Ids in one of the schedules (``keys.*_ZSET``) due by ``now``, soonest first."""
+        members = await self.redis.zrangebyscore(schedule, "-inf", now, start=0, num=limit)
+        return [_text(member) for member in members]
+
+    async def reschedule(self, schedule: str, approval_id: str, at: float | None) -> None:
+        """Next due time in ``schedule`` (None: take it off)."""
+        if at is None:
+            await self.redis.zrem(schedule, approval_id)
+        else:
+            await self.redis.zadd(schedule, {approval_id: at}, xx=True)
 
     async def pending_ids(self, start: int = 0, stop: int = -1) -> list[str]:
         """Undecided request ids, oldest first (``start``/``stop`` as in ZRANGE)."""
@@ -365,32 +489,67 @@ class Store:
         return bool(marked)
 
     # -- threads -----------------------------------------------------------------------------
-    async def claim_thread(self, thread: ThreadRef, message: dict[str, Any]) -> Claim:
-        """Mark the thread running for ``message``, or queue the message behind its work."""
-        result = await self._claim(
-            keys=[keys.thread(thread.key), keys.thread_queue(thread.key)],
-            args=[json.dumps(message), keys.THREAD_TTL_S, int(time.time()), RUN_LEASE_S],
+    async def accept_message(
+        self,
+        thread: ThreadRef,
+        message: dict[str, Any],
+        event_id: str | None,
+        *,
+        needs_conversation: bool = False,
+    ) -> Accepted:
+        """Queue a person's message on its thread, in one step with the event's de-duplication;
+        a thread that was idle gets a job to run it. ``needs_conversation``: keep the message
+        only if the thread already is a conversation (a reply in a channel thread)."""
+        result = await self._accept(
+            keys=[
+                keys.thread(thread.key),
+                keys.thread_queue(thread.key),
+                keys.JOBS,
+                keys.event_seen(event_id or "-"),
+            ],
+            args=[
+                json.dumps(message),
+                keys.THREAD_TTL_S,
+                int(time.time()),
+                RUN_LEASE_S,
+                keys.EVENT_SEEN_TTL_S if event_id else "",
+                "1" if needs_conversation else "",
+                thread.key,
+            ],
         )
-        kind = _text(result[0])
-        if kind == "run":
-            return Claim(run_now=True)
-        if kind == "run-queued":
-            return Claim(run_now=True, earlier=json.loads(_text(result[1])))
-        return Claim(run_now=False, busy_state=_text(result[1]), position=int(result[2]))
+        outcome = _text(result[0])
+        if outcome == "queued":
+            return Accepted(outcome, _text(result[1]), int(result[2]))
+        return Accepted(outcome)
 
-    async def next_in_thread(self, thread: ThreadRef) -> dict[str, Any] | None:
-        """The thread's work is done: the next queued message (thread stays busy), or None."""
-        message = await self._next(
-            keys=[keys.thread(thread.key), keys.thread_queue(thread.key)],
-            args=[int(time.time())],
+    async def take_message(
+        self, thread_key: str, *, first: bool
+    ) -> tuple[bool, dict[str, Any]] | None:
+        """The thread's next message to run, and whether it ran before (its job was reclaimed
+        from a process that died); None when the queue is empty and the thread went idle."""
+        result = await self._take(
+            keys=[keys.thread(thread_key), keys.thread_queue(thread_key)],
+            args=[int(time.time()), "first" if first else ""],
         )
-        return None if message is None else dict(json.loads(_text(message)))
+        if _text(result[0]) == "idle":
+            return None
+        return _text(result[0]) == "again", dict(json.loads(_text(result[1])))
+
+    async def release_thread(self, thread: ThreadRef) -> bool:
+        """A resume is done: a job for the messages queued meanwhile (True), or idle."""
+        queued = await self._release(
+            keys=[keys.thread(thread.key), keys.thread_queue(thread.key), keys.JOBS],
+            args=[int(time.time()), thread.key],
+        )
+        return bool(queued)
 
     async def park_thread(self, thread: ThreadRef, approval_id: str) -> None:
         """The thread waits for a decision: new messages queue until the resume is done."""
-        await self.redis.hset(
-            keys.thread(thread.key), mapping={"state": "waiting", "approval_id": approval_id}
-        )
+        key = keys.thread(thread.key)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={"state": "waiting", "approval_id": approval_id})
+            pipe.hdel(key, "current")
+            await pipe.execute()
 
     async def conversation_id(self, thread: ThreadRef) -> str | None:
         value = await self.redis.hget(keys.thread(thread.key), "conversation_id")
@@ -424,12 +583,6 @@ class Store:
 
     async def cache(self, key: str, value: Any, ttl_s: int) -> None:
         await self.redis.set(key, json.dumps(value), ex=ttl_s)
-
-    async def first_sighting(self, event_id: str) -> bool:
-        """True the first time ``event_id`` is seen (within the retry window)."""
-        return bool(
-            await self.redis.set(keys.event_seen(event_id), 1, nx=True, ex=keys.EVENT_SEEN_TTL_S)
-        )
 
 
 def _text(value: Any) -> str:

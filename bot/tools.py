@@ -38,6 +38,11 @@ class CallLedger(Protocol):
     async def begin_execution(self, tool_call_id: str) -> bool: ...
 
 
+#: Told what happens to an approved call: (event, tool_call_id, detail), event being
+#: ``executing``, ``executed``, ``failed`` or ``outcome_unknown`` (for the audit and the card).
+Report = Callable[[str, str, str | None], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class ApprovedCalls:
     """The approved calls a resume is about to run, by (tool name, canonical arguments: the
@@ -46,6 +51,15 @@ class ApprovedCalls:
     ledger: CallLedger
     tool_call_ids: Mapping[tuple[str, str], str]
     notes: Mapping[str, str] = field(default_factory=dict)  # by tool_call_id
+    report: Report | None = None
+
+    async def tell(self, event: str, tool_call_id: str, detail: str | None = None) -> None:
+        if self.report is None:
+            return
+        try:
+            await self.report(event, tool_call_id, detail)
+        except Exception:  # reporting must never change what the tool did
+            logger.exception("could not report %s of call %s", event, tool_call_id)
 
     def tool_call_id(self, name: str, arguments: Mapping[str, Any]) -> str | None:
         return self.tool_call_ids.get((name, canonical_arguments(arguments)))
@@ -149,14 +163,19 @@ async def run_once(
             name,
             tool_call_id,
         )
+        await approved.tell("outcome_unknown", tool_call_id)
         return OUTCOME_UNKNOWN
+    await approved.tell("executing", tool_call_id)
     try:
         result = await execute()
     except Exception as error:  # the SDK reports it to the model; a retry must not re-run it
-        await ledger.store_result(tool_call_id, f"The tool failed: {type(error).__name__}: {error}")
+        failure = f"The tool failed: {type(error).__name__}: {error}"
+        await ledger.store_result(tool_call_id, failure)
+        await approved.tell("failed", tool_call_id, failure)
         raise
     text = result if isinstance(result, str) else json.dumps(result, default=str)
     await ledger.store_result(tool_call_id, text)
+    await approved.tell("executed", tool_call_id)
     return text
 
 

@@ -14,6 +14,7 @@ import redis
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from bot import keys
 from bot.config import load_config
 from bot.redis_server import free_port, redis_server_command
 from bot.server import SERVICES, build_web_app
@@ -154,7 +155,12 @@ class BotUnderTest:
         return self.slack.messages[(APPROVALS, card_ts)]
 
     async def settled(self) -> None:
-        await self.services.worker.idle()
+        await self.services.jobs.idle()
+
+    async def state_keys(self) -> list[str]:
+        """Every key the bot stored, but its job stream (which exists, empty, from start)."""
+        found = [k.decode() if isinstance(k, bytes) else str(k) for k in await self.redis.keys()]
+        return sorted(k for k in found if k != keys.JOBS)
 
 
 def button_value(message: dict[str, Any], action_id: str) -> str:

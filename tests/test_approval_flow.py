@@ -400,4 +400,4 @@ async def test_malformed_bodies_get_400_and_change_nothing(bot: BotUnderTest) ->
         assert reply.status == 400
     await bot.settled()
     assert bot.mistral.requests == []
-    assert await bot.redis.dbsize() == 0
+    assert await bot.state_keys() == []

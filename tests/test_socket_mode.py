@@ -80,7 +80,7 @@ async def test_socket_mode_event_is_acknowledged_and_answered(
                     "chat.update", lambda a: "hello over socket" in all_text(a)
                 )
                 assert update["channel"] == "D0DM"
-                await services.worker.idle()
+                await services.jobs.idle()
             finally:
                 await handler.close_async()
     finally:

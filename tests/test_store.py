@@ -247,90 +247,122 @@ def message(n: int) -> dict[str, object]:
     return {"text": f"message {n}", "user": "UREQ", "ts": f"1700000000.{n:06d}"}
 
 
-async def test_a_busy_thread_queues_messages_and_hands_them_out_in_order(store: Store) -> None:
-    first = await store.claim_thread(THREAD, message(1))
-    assert first.run_now and first.earlier is None
+async def thread_jobs(redis_client: aioredis.Redis) -> list[str]:
+    """The targets of the thread jobs waiting in the job stream."""
+    entries = await redis_client.xrange(keys.JOBS)
+    return [fields["target"] for _id, fields in entries if fields["kind"] == "thread"]
+
+
+async def test_a_busy_thread_queues_messages_and_hands_them_out_in_order(
+    store: Store, redis_client: aioredis.Redis
+) -> None:
+    first = await store.accept_message(THREAD, message(1), "Ev1")
+    assert first.outcome == "run"
+    assert await thread_jobs(redis_client) == [THREAD.key]  # one job runs the thread
+    assert await store.take_message(THREAD.key, first=True) == (False, message(1))
     for n in (2, 3, 4):
-        claim = await store.claim_thread(THREAD, message(n))
-        assert not claim.run_now
-        assert (claim.busy_state, claim.position) == ("running", n - 1)
+        accepted = await store.accept_message(THREAD, message(n), f"Ev{n}")
+        assert (accepted.outcome, accepted.busy_state, accepted.position) == (
+            "queued",
+            "running",
+            n - 1,
+        )
+    assert await thread_jobs(redis_client) == [THREAD.key]  # no second job for a busy thread
     assert await store.queued_messages(THREAD) == [message(2), message(3), message(4)]
-    assert await store.next_in_thread(THREAD) == message(2)
-    assert await store.next_in_thread(THREAD) == message(3)
-    assert await store.next_in_thread(THREAD) == message(4)
-    assert await store.next_in_thread(THREAD) is None
-    # the thread is idle: the next message runs at once
-    assert (await store.claim_thread(THREAD, message(5))).run_now
+    for n in (2, 3, 4):
+        assert await store.take_message(THREAD.key, first=False) == (False, message(n))
+    assert await store.take_message(THREAD.key, first=False) is None
+    # the thread is idle: the next message gets a job at once
+    assert (await store.accept_message(THREAD, message(5), "Ev5")).outcome == "run"
+    assert await thread_jobs(redis_client) == [THREAD.key, THREAD.key]
+
+
+async def test_a_message_left_running_by_a_dead_process_is_handed_out_again(
+    store: Store,
+) -> None:
+    await store.accept_message(THREAD, message(1), "Ev1")
+    assert await store.take_message(THREAD.key, first=True) == (False, message(1))
+    # the process dies; the reclaimed job starts over and gets the same message, marked
+    assert await store.take_message(THREAD.key, first=True) == (True, message(1))
+
+
+async def test_an_event_delivered_again_is_accepted_once(store: Store) -> None:
+    outcomes = await asyncio.gather(
+        *(store.accept_message(THREAD, message(1), "EvSame") for _ in range(20))
+    )
+    assert sorted(a.outcome for a in outcomes) == ["duplicate"] * 19 + ["run"]
+    assert await store.queued_messages(THREAD) == [message(1)]
+    # a message without an event id (a Retry) is never taken for a duplicate
+    assert (await store.accept_message(THREAD, message(2), None)).outcome == "queued"
+    assert (await store.accept_message(THREAD, message(2), None)).outcome == "queued"
+
+
+async def test_a_reply_counts_only_in_a_thread_that_is_a_conversation(store: Store) -> None:
+    ignored = await store.accept_message(THREAD, message(1), "Ev1", needs_conversation=True)
+    assert ignored.outcome == "ignored"
+    assert await store.queued_messages(THREAD) == []
+    # ignored, so the event id stays free: the same event is not a duplicate later
+    await store.set_conversation_id(THREAD, "conv_1")
+    taken = await store.accept_message(THREAD, message(1), "Ev1", needs_conversation=True)
+    assert taken.outcome == "run"
 
 
 async def test_other_threads_are_not_held_up(store: Store) -> None:
-    await store.claim_thread(THREAD, message(1))
+    await store.accept_message(THREAD, message(1), "Ev1")
     other = ThreadRef("T1", "D1", "1700000999.000100")
-    assert (await store.claim_thread(other, message(2))).run_now
+    assert (await store.accept_message(other, message(2), "Ev2")).outcome == "run"
 
 
-async def test_a_thread_waiting_for_approval_queues_messages(store: Store) -> None:
-    await store.claim_thread(THREAD, message(1))
+async def test_a_thread_waiting_for_approval_queues_messages_until_released(
+    store: Store, redis_client: aioredis.Redis
+) -> None:
+    await store.accept_message(THREAD, message(1), "Ev1")
+    await store.take_message(THREAD.key, first=True)
     await store.park_thread(THREAD, "a" * 24)
-    claim = await store.claim_thread(THREAD, message(2))
-    assert (claim.run_now, claim.busy_state, claim.position) == (False, "waiting", 1)
+    accepted = await store.accept_message(THREAD, message(2), "Ev2")
+    assert (accepted.outcome, accepted.busy_state, accepted.position) == ("queued", "waiting", 1)
+    assert await thread_jobs(redis_client) == [THREAD.key]
+    assert await store.release_thread(THREAD)  # the resume is done: a job for message 2
+    assert await thread_jobs(redis_client) == [THREAD.key, THREAD.key]
+    assert await store.take_message(THREAD.key, first=True) == (False, message(2))
+    assert await store.take_message(THREAD.key, first=False) is None
+    assert not await store.release_thread(THREAD)  # nothing queued: idle, no job
 
 
 async def set_since(redis_client: aioredis.Redis, seconds_ago: int) -> None:
     await redis_client.hset(keys.thread(THREAD.key), "since", int(time.time()) - seconds_ago)
 
 
-async def test_a_thread_left_running_past_the_lease_is_claimable_again(
+async def test_a_thread_left_running_past_the_lease_gets_a_new_job(
     store: Store, redis_client: aioredis.Redis
 ) -> None:
-    await store.claim_thread(THREAD, message(1))  # its process dies
-    await store.claim_thread(THREAD, message(2))  # queued behind it
+    await store.accept_message(THREAD, message(1), "Ev1")
     await set_since(redis_client, RUN_LEASE_S + 5)
-    claim = await store.claim_thread(THREAD, message(3))
-    # the oldest waiting message runs first; the new one waits behind it
-    assert claim.run_now
-    assert claim.earlier == message(2)
-    assert await store.queued_messages(THREAD) == [message(3)]
-    assert not (await store.claim_thread(THREAD, message(4))).run_now  # the lease is fresh
-
-
-async def test_a_thread_running_within_the_lease_stays_busy(
-    store: Store, redis_client: aioredis.Redis
-) -> None:
-    await store.claim_thread(THREAD, message(1))
+    assert (await store.accept_message(THREAD, message(2), "Ev2")).outcome == "run"
     await set_since(redis_client, RUN_LEASE_S - 60)
-    assert not (await store.claim_thread(THREAD, message(2))).run_now
+    assert (await store.accept_message(THREAD, message(3), "Ev3")).outcome == "queued"
 
 
-async def test_only_one_of_two_concurrent_resumes_starts(store: Store) -> None:
+async def test_a_resume_found_running_was_interrupted(store: Store) -> None:
     request = approval()
     await store.create_approval(request)
-    started = await asyncio.gather(
-        store.start_resume(request, Resume.WAITING), store.start_resume(request, Resume.WAITING)
-    )
-    assert sorted(started) == [False, True]
-    assert (await store.get_approval(request.id)).resume is Resume.RUNNING
+    assert await store.begin_resume(request.id) is Resume.WAITING
+    assert await store.begin_resume(request.id) is Resume.RUNNING  # the first attempt died
+    await store.update_approval(request, resume=Resume.DONE)
+    assert await store.begin_resume(request.id) is Resume.DONE  # left alone
+    assert (await store.get_approval(request.id)).resume is Resume.DONE
+    assert await store.begin_resume("f" * 24) is None
 
 
-async def test_a_failed_resume_can_be_retried_once(store: Store) -> None:
+async def test_a_failed_resume_is_requeued_once(store: Store, redis_client: aioredis.Redis) -> None:
     request = approval()
     await store.create_approval(request)
+    assert not await store.requeue_resume(request.id)  # not failed
     await store.update_approval(request, resume=Resume.FAILED, outcome="Mistral failed.")
-    assert not await store.start_resume(request, Resume.WAITING)
-    started = await asyncio.gather(*(store.start_resume(request, Resume.FAILED) for _ in range(5)))
-    assert started.count(True) == 1
-
-
-async def test_an_event_is_seen_first_once(store: Store) -> None:
-    assert await store.first_sighting("Ev1")
-    assert not await store.first_sighting("Ev1")
-    assert not await store.first_sighting("Ev1")
-    assert await store.first_sighting("Ev2")
-
-
-async def test_concurrent_deliveries_of_one_event_are_seen_first_once(store: Store) -> None:
-    seen = await asyncio.gather(*(store.first_sighting("Ev3") for _ in range(20)))
-    assert seen.count(True) == 1
+    requeued = await asyncio.gather(*(store.requeue_resume(request.id) for _ in range(5)))
+    assert requeued.count(True) == 1
+    assert (await store.get_approval(request.id)).resume is Resume.WAITING
+    assert await redis_client.xlen(keys.JOBS) == 1
 
 
 # -- schema 1, requests decided by policy, the requester's list ------------------------------

@@ -152,7 +152,8 @@ class SlackChat:
     async def tell_card_failed(self, request: ApprovalRequest, problem: str) -> None:
         text = (
             f":warning: I need approval for {', '.join(request.tool_names)} but could not post "
-            f"the request for approvers ({problem}). It is saved as `{request.id}`."
+            f"the request for approvers ({problem}). It is saved as `{request.id}`, and I will "
+            "keep trying."
         )
         await self._post(request.thread.channel_id, text, request.thread.thread_ts)
 
@@ -201,6 +202,17 @@ class SlackChat:
         else:
             thread = request.thread
             await self._post(thread.channel_id, text, thread.thread_ts, message_blocks)
+
+    async def remind(self, request: ApprovalRequest) -> None:
+        if request.card is None:
+            return
+        await self._post(request.card.channel_id, blocks.reminder_text(request), request.card.ts)
+
+    async def tell_outcome_unknown(self, request: ApprovalRequest, names: list[str]) -> None:
+        text = blocks.outcome_unknown_text(names)
+        await self._post(request.thread.channel_id, text, request.thread.thread_ts)
+        if request.card is not None:
+            await self._post(request.card.channel_id, text, request.card.ts)
 
     async def tell_policy(self, request: ApprovalRequest) -> None:
         text, message_blocks = blocks.policy_note(request)

@@ -251,6 +251,8 @@ def _call_state(request: ApprovalRequest, index: int) -> str | None:
             f":white_check_mark: *Approved*{edited} by {', '.join(voters)} "
             f"at {slack_date(decision.at)}"
         )
+    if decision.status is Status.EXPIRED:
+        return f":hourglass: *Expired, no decision* at {slack_date(decision.at)}"
     if decision.status is Status.DENIED:
         reason = f": {escape(truncate(decision.reason, 500)[0])}" if decision.reason else ""
         return (
@@ -318,6 +320,8 @@ def _decision_text(request: ApprovalRequest) -> str | None:
     if decision is None:
         return None
     when = slack_date(decision.at)
+    if decision.status is Status.EXPIRED:
+        return f":hourglass: *Expired, no decision* at {when}. This is not a denial."
     if decision.by_policy:
         return f":robot_face: Decided by the approval policy at {when}"
     asked = [request.decisions[i] for i in request.asked]
@@ -351,8 +355,12 @@ def approval_card(request: ApprovalRequest) -> list[Block]:
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=_tools_title(request)))]
     blocks.append(_requester_block(request))
     gates = request.gates
-    if len(gates) == 1 and request.status is Status.PENDING:
-        blocks.append(ContextBlock(elements=[_md(gate_text(gates[0]))]))
+    if request.status is Status.PENDING:
+        notes = [gate_text(gates[0])] if len(gates) == 1 else []
+        if request.expires_at is not None:
+            notes.append(f":hourglass_flowing_sand: Expires {slack_date(request.expires_at)}")
+        if notes:
+            blocks.append(ContextBlock(elements=[_md(note) for note in notes]))
     shown = range(min(len(request.calls), CARD_MAX_CALLS))
     budget = max(200, CARD_ARGUMENTS_BUDGET // len(shown)) if shown else 0
     any_truncated = len(request.calls) > len(shown)
@@ -485,6 +493,11 @@ def decided_note(request: ApprovalRequest) -> tuple[str, list[Block]]:
             edited.append(index)
         elif decision.status is Status.APPROVED:
             lines.append(f":white_check_mark: {name} approved by <@{decision.user_id}>")
+        elif decision.status is Status.EXPIRED:
+            lines.append(
+                f":hourglass: {name}: nobody decided in time, so the request expired (this is "
+                "not a denial). It did not run; ask again if you still need it."
+            )
         else:
             reason = f": {escape(truncate(decision.reason, 300)[0])}" if decision.reason else ""
             lines.append(f":no_entry: {name} denied by <@{decision.user_id}>{reason}")
@@ -502,7 +515,31 @@ def decided_note(request: ApprovalRequest) -> tuple[str, list[Block]]:
                 fields=[_md(f"*Asked for*\n{original}"), _md(f"*Ran with*\n{changed}")],
             )
         )
+    if request.status is Status.EXPIRED:
+        return "The request for approval expired.", blocks
     return "People decided on the agent's actions.", blocks
+
+
+def reminder_text(request: ApprovalRequest) -> str:
+    """A reminder in the card's thread: who is awaited, and when the request expires."""
+    who = _join_or([who_may_decide(gate) for gate in request.gates][:5]) or "the approvers"
+    expires = (
+        f" It expires {slack_date(request.expires_at)} without a decision."
+        if request.expires_at
+        else ""
+    )
+    waiting = len(request.undecided)
+    calls = f"{waiting} call{'s' if waiting != 1 else ''}"
+    return f":bell: Reminder for {who}: {calls} still wait for a decision.{expires}"
+
+
+def outcome_unknown_text(names: Sequence[str]) -> str:
+    """The bot died while approved calls ran, and did not run them again."""
+    listed = ", ".join(f"`{escape(name[:200])}`" for name in names[:10])
+    return (
+        f":warning: The bot stopped while {listed} was running and did not run it again, so "
+        "its outcome is unknown. Please check whether it happened before asking again."
+    )
 
 
 def _line_chunks(lines: Sequence[str], limit: int = SECTION_LIMIT - 100) -> list[str]:
@@ -518,7 +555,11 @@ def _line_chunks(lines: Sequence[str], limit: int = SECTION_LIMIT - 100) -> list
 
 
 def resume_failed_blocks(request: ApprovalRequest, problem: str) -> list[Block]:
-    status = {Status.APPROVED: "approved", Status.DENIED: "denied"}.get(request.status, "decided")
+    status = {
+        Status.APPROVED: "approved",
+        Status.DENIED: "denied",
+        Status.EXPIRED: "expired without a decision",
+    }.get(request.status, "decided")
     return [
         section(
             f":warning: The request was {status}, but I could not continue: {escape(problem)} "

@@ -1,8 +1,11 @@
 """Buttons: Approve, Approve for…, Edit, Deny (per call), Approve all, Deny all, Show full
 arguments, Retry.
 
-Every button is acknowledged first; the work and any note to the clicker come after. A
-button's value is only the request id; the call and the card's revision are in its block id.
+A decision is recorded in Redis (with its resume job, when it completes the request) before
+Slack is answered, so an answered click is never lost; the card, the audit and any note to
+the clicker come after. Buttons that open a modal answer first (their trigger expires in 3
+seconds). A button's value is only the request id; the call and the card's revision are in
+its block id.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
+from bot.approval import Status
 from bot.assistant import Assistant, Decided
 from bot.editing import NotEditable, edit_form
 from bot.errors import (
@@ -90,6 +95,11 @@ def explain(error: ApprovalError) -> str:
             who = blocks.who_may_decide(error.approvers)
             return f":no_entry_sign: Only {who} can decide this request. Nothing was changed."
         return f":no_entry_sign: {error.reason} Nothing was changed."
+    if isinstance(error, AlreadyDecided) and error.status == Status.EXPIRED.value:
+        return (
+            ":hourglass: This request expired without a decision; nothing was changed. The "
+            "requester can ask the agent again."
+        )
     if isinstance(error, AlreadyDecided):
         who = f" by <@{error.decided_by}>" if error.decided_by else ""
         return f":information_source: This was already {error.status}{who}."
@@ -121,37 +131,30 @@ async def tell(chat: SlackChat, user: str, channel: str | None, text: str) -> No
         logger.error("could not tell %s %r: %r", user, text, error)
 
 
-Handler = Callable[[Assistant, SlackChat, Click], Awaitable[None]]
+#: Does what a button asks; a decision it recorded is returned, to announce after the ack.
+Handler = Callable[[Assistant, SlackChat, Click], Awaitable[Decided | None]]
 
 
-async def approve(assistant: Assistant, chat: SlackChat, click: Click) -> None:
+async def approve(assistant: Assistant, chat: SlackChat, click: Click) -> Decided:
     target = click.target
-    decided = await assistant.approve(
+    return await assistant.approve(
         click.target_id, click.user_id, call=target.call, revision=target.revision
     )
-    await _summarize(chat, click, decided)
 
 
-async def approve_all(assistant: Assistant, chat: SlackChat, click: Click) -> None:
-    decided = await assistant.approve(
+async def approve_all(assistant: Assistant, chat: SlackChat, click: Click) -> Decided:
+    return await assistant.approve(
         click.target_id, click.user_id, call=None, revision=click.target.revision
     )
-    await _summarize(chat, click, decided)
 
 
-async def _summarize(chat: SlackChat, click: Click, decided: Decided) -> None:
-    note = summary(decided)
-    if note:
-        await tell(chat, click.user_id, click.channel_id, note)
-
-
-async def approve_for(assistant: Assistant, chat: SlackChat, click: Click) -> None:
+async def approve_for(assistant: Assistant, chat: SlackChat, click: Click) -> Decided:
     """Approve, and stop asking for the same tool and requester for a while (a grant)."""
     seconds = click.action_id.removeprefix(blocks.GRANT_PREFIX)
     if not seconds.isdigit():
         raise BadPayload(f"action {click.action_id!r} names no duration")
     target = click.target
-    await assistant.approve(
+    return await assistant.approve(
         click.target_id,
         click.user_id,
         call=target.call,
@@ -225,6 +228,9 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+#: Buttons answered before their work: they open a modal, whose trigger lasts 3 seconds.
+ANSWER_FIRST = {blocks.DENY, blocks.DENY_ALL, blocks.EDIT, blocks.SHOW_ARGUMENTS}
+
 #: Buttons whose action id carries a parameter, matched by pattern.
 PATTERN_HANDLERS: dict[re.Pattern[str], Handler] = {
     re.compile(rf"^{blocks.GRANT_PREFIX}\d+$"): approve_for,
@@ -241,35 +247,57 @@ def _listener(
     chat: SlackChat,
     refresh_home: HomeRefresh,
 ) -> Callable[[AsyncAck, dict[str, Any]], Awaitable[None]]:
+    answer_first = action_id in ANSWER_FIRST
+
     async def on_click(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
         try:
             click = parse_click(body)
         except BadPayload as error:
+            await ack()
             logger.warning("bad %s payload: %s", action_id, error)
             user = (body.get("user") or {}).get("id")
             if isinstance(user, str):
                 channel = (body.get("channel") or {}).get("id")
                 await tell(chat, user, channel, ":warning: That button carried no valid request.")
             return
+        if answer_first:
+            await ack()
+        decided: Decided | None = None
         try:
-            await handle(assistant, chat, click)
+            decided = await handle(assistant, chat, click)
         except BadPayload as error:
             logger.warning("bad %s payload: %s", action_id, error)
+            await _answer(ack, answer_first)
             await tell(chat, click.user_id, click.channel_id, ":warning: That button is not valid.")
         except ApprovalError as error:
             logger.info(
                 "%s on %s by %s refused: %r", action_id, click.target_id, click.user_id, error
             )
+            await _answer(ack, answer_first)
             await tell(chat, click.user_id, click.channel_id, explain(error))
-        except UpstreamError as error:
+        except (UpstreamError, RedisError, OSError) as error:
             logger.error("%s on %s failed: %r", action_id, click.target_id, error)
-            note = ":warning: Something went wrong on our side; please try again."
-            await tell(chat, click.user_id, click.channel_id, note)
+            await _answer(ack, answer_first)
+            failed = (
+                ":warning: Something went wrong on our side; nothing was changed. Please try again."
+            )
+            await tell(chat, click.user_id, click.channel_id, failed)
+        else:
+            await _answer(ack, answer_first)
+        if decided is not None:
+            await assistant.announce(decided)
+            left = summary(decided)
+            if left:
+                await tell(chat, click.user_id, click.channel_id, left)
         if click.from_home:
             await refresh_home(click.user_id)
 
     return on_click
+
+
+async def _answer(ack: AsyncAck, answered: bool) -> None:
+    if not answered:
+        await ack()
 
 
 def register(

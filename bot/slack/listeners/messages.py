@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.response import BoltResponse
 
 from bot.approval import ThreadRef
 from bot.assistant import Assistant
 from bot.chat import IncomingMessage
+from bot.errors import UpstreamError
 
 logger = logging.getLogger(__name__)
 
@@ -36,42 +39,64 @@ def _incoming(event: dict[str, Any], context: AsyncBoltContext) -> IncomingMessa
     return IncomingMessage(thread=thread, user_id=user, text=text, ts=ts)
 
 
-async def _first_delivery(assistant: Assistant, body: dict[str, Any]) -> bool:
-    event_id = body.get("event_id")
-    if not isinstance(event_id, str):
-        return True
-    if await assistant.store.first_sighting(event_id):
-        return True
-    logger.info("event %s delivered again; already handled", event_id)
-    return False
+def _wanted(
+    event: dict[str, Any], context: AsyncBoltContext
+) -> tuple[IncomingMessage, bool] | None:
+    """The message the bot must take from a message or app_mention event, and whether it
+    counts only in a thread that already is a conversation; None when it is not for the bot."""
+    message = _incoming(event, context)
+    if message is None:
+        return None
+    if event.get("type") == "app_mention" or event.get("channel_type") == "im":
+        return message, False
+    # In channels the bot answers @mentions (their own event) and replies in its threads.
+    mentioned = context.bot_user_id and f"<@{context.bot_user_id}>" in str(event.get("text"))
+    if mentioned or "thread_ts" not in event:
+        return None
+    return message, True
 
 
 def register(app: AsyncApp, assistant: Assistant) -> None:
+    @app.middleware
+    async def accept_messages(
+        body: dict[str, Any], context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        """Keep a message in Redis before Slack gets its answer: if Redis cannot take it,
+        Slack gets a 503 and delivers the event again later; nothing is lost."""
+        event = body.get("event") if body.get("type") == "event_callback" else None
+        if isinstance(event, dict) and event.get("type") in ("message", "app_mention"):
+            wanted = _wanted(event, context)
+            if wanted is not None:
+                message, needs_conversation = wanted
+                event_id = body.get("event_id")
+                try:
+                    accepted = await assistant.accept(
+                        message,
+                        event_id if isinstance(event_id, str) else None,
+                        needs_conversation=needs_conversation,
+                    )
+                except UpstreamError as error:
+                    logger.error("message %s not taken, Slack will retry: %r", message.ts, error)
+                    return BoltResponse(status=503, body="storage unavailable; retry later")
+                context[_ACCEPTED] = (message, accepted)
+        await next()
+        return None
+
     @app.event("app_mention")
-    async def on_mention(
-        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        message = _incoming(event, context)
-        if message is None or not await _first_delivery(assistant, body):
-            return
-        await assistant.receive(message)
+    async def on_mention(context: AsyncBoltContext) -> None:
+        await _acknowledge(assistant, context)
 
     @app.event("message")
-    async def on_message(
-        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        message = _incoming(event, context)
-        if message is None:
-            return
-        if event.get("channel_type") != "im":
-            # In channels the bot answers @mentions (handled above) and replies in its threads.
-            mentioned = context.bot_user_id and f"<@{context.bot_user_id}>" in str(
-                event.get("text")
-            )
-            if mentioned or "thread_ts" not in event:
-                return
-            if not await assistant.has_conversation(message.thread):
-                return
-        if not await _first_delivery(assistant, body):
-            return
-        await assistant.receive(message)
+    async def on_message(context: AsyncBoltContext) -> None:
+        await _acknowledge(assistant, context)
+
+
+#: Where the middleware leaves the accepted message for its listener.
+_ACCEPTED = "approval_bot_accepted"
+
+
+async def _acknowledge(assistant: Assistant, context: AsyncBoltContext) -> None:
+    accepted = context.get(_ACCEPTED)
+    if accepted is not None:
+        message, outcome = accepted
+        await assistant.acknowledge(message, outcome)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.approval import ApprovalRequest
@@ -74,10 +75,12 @@ def register(app: AsyncApp, assistant: Assistant, chat: SlackChat) -> None:
 async def deny_submitted(
     assistant: Assistant, chat: SlackChat, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]
 ) -> None:
-    await ack()
+    # The denial is recorded before Slack gets its answer (one Redis script), so a closed
+    # modal means a recorded decision.
     user = _user(body)
     target = blocks.parse_deny_metadata(str(view.get("private_metadata") or ""))
     if target is None:
+        await ack()
         logger.warning(
             "deny modal from %s with bad metadata %r", user, view.get("private_metadata")
         )
@@ -87,15 +90,19 @@ async def deny_submitted(
     try:
         decided = await assistant.deny(approval_id, user, deny_reason(view), call=call)
     except ApprovalError as error:
+        await ack()
         logger.info("deny %s by %s refused: %r", approval_id, user, error)
         await tell(chat, user, await _channel_of(assistant, approval_id), explain(error))
         return
-    except UpstreamError as error:
+    except (UpstreamError, RedisError, OSError) as error:
+        await ack()
         logger.error("deny %s by %s failed: %r", approval_id, user, error)
-        note = ":warning: Something went wrong on our side; please try again."
+        note = ":warning: Something went wrong on our side; nothing was changed. Please try again."
         await tell(chat, user, await _channel_of(assistant, approval_id), note)
         return
+    await ack()
     logger.info("approval %s: %s denied by %s", approval_id, decided.decided, user)
+    await assistant.announce(decided)
     left = summary(decided)
     if left:
         await tell(chat, user, decided.request.approvals_channel, left)
@@ -128,16 +135,21 @@ async def edit_submitted(
     if isinstance(result, dict):
         await ack(response_action="errors", errors=field_errors(result))
         return
-    await ack()
     try:
         if result.override:
-            await assistant.edit(approval_id, user, call, result, revision)
+            decided = await assistant.edit(approval_id, user, call, result, revision)
         else:  # nothing changed: an approval of the arguments as they are
-            await assistant.approve(approval_id, user, call=call, revision=revision)
+            decided = await assistant.approve(approval_id, user, call=call, revision=revision)
     except ApprovalError as error:
+        await ack()
         logger.info("edit of %s by %s refused: %r", approval_id, user, error)
         await tell(chat, user, request.approvals_channel, explain(error))
-    except UpstreamError as error:
+        return
+    except (UpstreamError, RedisError, OSError) as error:
+        await ack()
         logger.error("edit of %s by %s failed: %r", approval_id, user, error)
-        note = ":warning: Something went wrong on our side; please try again."
+        note = ":warning: Something went wrong on our side; nothing was changed. Please try again."
         await tell(chat, user, request.approvals_channel, note)
+        return
+    await ack()
+    await assistant.announce(decided)

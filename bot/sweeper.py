@@ -1,0 +1,110 @@
+"""The sweeper: expires requests nobody decided, reminds approvers, posts cards Slack refused.
+
+Every bot process runs one; a Redis lock lets one sweep at a time. Each step is itself
+atomic (an expiry is one script that also enqueues the resume), so a sweeper that dies
+mid-sweep leaves nothing half done: the next sweep goes on from the schedules in Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Final
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from bot import keys
+from bot.assistant import Assistant
+
+logger = logging.getLogger(__name__)
+
+#: Deletes the lock only if this sweeper still holds it.
+_RELEASE: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+#: Requests handled per schedule and sweep; the rest wait for the next sweep.
+BATCH: Final = 500
+
+
+@dataclass
+class Swept:
+    """What one sweep did (ids), or ``locked`` when another process was sweeping."""
+
+    expired: list[str] = field(default_factory=list)
+    reminded: list[str] = field(default_factory=list)
+    posted: list[str] = field(default_factory=list)
+    locked: bool = False
+
+
+class Sweeper:
+    def __init__(self, client: redis.Redis, assistant: Assistant, interval_s: float) -> None:
+        self.redis = client
+        self.assistant = assistant
+        self.store = assistant.store
+        self.interval_s = interval_s
+        self.owner = secrets.token_hex(8)
+        self._release = client.register_script(_RELEASE)
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="sweeper")
+
+    async def close(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.sweep()
+            except (RedisError, OSError) as error:
+                logger.warning("sweep skipped: Redis failed: %s", error)
+            except Exception:  # a bug: log it whole, sweep again next time
+                logger.exception("sweep failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval_s)
+
+    async def sweep(self, now: float | None = None) -> Swept:
+        """One sweep, if no other process is sweeping. ``now``: the time to sweep at."""
+        now = time.time() if now is None else now
+        acquired = await self.redis.set(
+            keys.SWEEPER_LOCK, self.owner, nx=True, px=keys.SWEEPER_LOCK_TTL_MS
+        )
+        if not acquired:
+            return Swept(locked=True)
+        swept = Swept()
+        try:
+            for approval_id in await self.store.due(keys.EXPIRING_ZSET, now, BATCH):
+                request = await self.store.expire(approval_id, now)
+                if request is not None:
+                    swept.expired.append(approval_id)
+                    await self.assistant.expired(request)
+            for approval_id in await self.store.due(keys.REMINDERS_ZSET, now, BATCH):
+                if await self.assistant.remind(approval_id, now):
+                    swept.reminded.append(approval_id)
+            for approval_id in await self.store.due(keys.CARDS_DUE_ZSET, now, BATCH):
+                if await self.assistant.post_card_again(approval_id, now):
+                    swept.posted.append(approval_id)
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await self._release(keys=[keys.SWEEPER_LOCK], args=[self.owner])
+        if swept.expired or swept.reminded or swept.posted:
+            logger.info(
+                "sweep: %d expired, %d reminded, %d cards posted",
+                len(swept.expired),
+                len(swept.reminded),
+                len(swept.posted),
+            )
+        return swept
