@@ -269,6 +269,9 @@ end
 return found or ''
 """
 
+#: The fields of an approval that ``Store.update_approval`` writes (the scripts own the rest).
+_MUTABLE: Final = frozenset({"card", "card_link", "resume", "outcome", "follow_up_id"})
+
 #: The sorted sets an undecided request is listed in; a decision or expiry unlists it.
 _SCHEDULES: Final = (
     keys.PENDING_ZSET,
@@ -421,10 +424,16 @@ class Store:
         return int(await self.redis.zcard(keys.PENDING_ZSET))
 
     async def update_approval(self, request: ApprovalRequest, **changes: Any) -> ApprovalRequest:
-        """Store the mutable parts (card, resume state, outcome) of ``request`` with changes."""
+        """Store changes to the mutable parts of ``request`` (card, card_link, resume,
+        outcome, follow_up_id); only the fields named are written, so a stale copy of the
+        request never undoes what another process wrote meanwhile."""
+        unknown = set(changes) - _MUTABLE
+        if unknown:
+            raise ValueError(f"not a mutable approval field: {sorted(unknown)}")
         updated = replace(request, **changes)
-        owned_by_scripts = ("record", "status", "decision", "decisions", "revision", "votes")
-        fields = {k: v for k, v in _fields(updated).items() if k not in owned_by_scripts}
+        fields: dict[FieldT, EncodableT] = {
+            k: v for k, v in _fields(updated).items() if k in changes
+        }
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.approval(request.id), mapping=fields)
             if updated.resume in (Resume.DONE, Resume.DEFERRED):

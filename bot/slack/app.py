@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.response import BoltResponse
 
 from bot.assistant import Assistant
@@ -40,6 +42,28 @@ def build_bolt_app(
             exc_info=error,
         )
         return BoltResponse(status=500, body="")
+
+    @app.middleware
+    async def same_workspace(
+        context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        """A signed request about another workspace than the token's is ignored (answered
+        200, so that Slack does not send it again); it changes nothing."""
+        installed = context.authorize_result.team_id if context.authorize_result else None
+        if (
+            installed
+            and context.team_id
+            and context.team_id != installed
+            and not context.is_enterprise_install
+        ):
+            logger.warning(
+                "ignoring a request for workspace %s; this bot serves %s",
+                context.team_id,
+                installed,
+            )
+            return BoltResponse(status=200, body="")
+        await next()
+        return None
 
     listeners.register(app, assistant, console, chat)
     return app
