@@ -225,6 +225,8 @@ def explanation(policy: Policy, facts: Facts, verdict: Verdict) -> dict[str, Any
         "grant_durations_s": list(gate.grant_durations_s) if gate and gate.grantable else [],
         "grant_same_arguments": gate.grant_same_arguments if gate and gate.grantable else None,
         "allow_edit": gate.allow_edit if gate else None,
+        "expire_after_s": gate.expire_after_s if gate else None,
+        "remind_every_s": gate.remind_every_s if gate else None,
         "notes": list(verdict.notes),
         "condition_error": verdict.condition_error,
         "offline": OFFLINE,
@@ -265,6 +267,8 @@ def _gate_lines(gate: Gate, default_channel: str) -> list[str]:
         f"self-approval: {'allowed' if gate.allow_self_approval else 'not allowed'}",
         f"grants: {_grants(gate)}",
         f"editing arguments: {'allowed' if gate.allow_edit else 'not allowed'}",
+        f"expires after: {gate.expire_after_s // 60} min undecided"
+        + (f", reminders every {gate.remind_every_s // 60} min" if gate.remind_every_s else ""),
     ]
 
 

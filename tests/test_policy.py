@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from bot.conditions import Facts
 from bot.config import BotConfig
@@ -487,6 +488,27 @@ def test_allow_edit_comes_from_the_rule_else_the_defaults() -> None:
     assert policy([]).defaults.allow_edit is False
 
 
+def test_expiry_and_reminders_come_from_the_rule_else_the_defaults() -> None:
+    rules = [
+        {"tools": ["pay"], "expire_after": "2h", "remind_every": "30m"},
+        {"tools": ["book_*"]},
+    ]
+    p = policy(rules, defaults={"expire_after": "3d"})
+    paying = p.evaluate(call("pay")).gate
+    assert paying is not None
+    assert (paying.expire_after_s, paying.remind_every_s) == (7200, 1800)
+    booking = p.evaluate(call("book_flight")).gate
+    assert booking is not None
+    assert (booking.expire_after_s, booking.remind_every_s) == (3 * 86400, None)
+    assert policy([]).defaults.expire_after_s == 24 * 3600  # the default: a day
+
+
+@pytest.mark.parametrize("value", ["soon", "0m", "90d"])
+def test_a_bad_expire_after_is_refused(value: str) -> None:
+    with pytest.raises(ValidationError, match="expire_after"):
+        config([{"tools": ["pay"], "expire_after": value}])
+
+
 def test_gate_round_trips_through_a_dict() -> None:
     gate = Gate(
         requirements=(
@@ -499,6 +521,8 @@ def test_gate_round_trips_through_a_dict() -> None:
         grant_same_arguments=True,
         rule="rule 4 (money)",
         allow_edit=True,
+        expire_after_s=7200,
+        remind_every_s=1800,
     )
     data = gate.to_dict()
     assert json.loads(json.dumps(data)) == data  # JSON-friendly

@@ -25,6 +25,7 @@ from bot.slack.blocks import (
     SECTION_LIMIT,
     call_block_id,
     call_buttons,
+    duration_text,
     gate_text,
     section,
     slack_date,
@@ -81,7 +82,11 @@ def pending_blocks(page: Page) -> list[Block]:
 
 def _gate_summary(gate: Gate) -> str:
     summary = gate_text(gate).removeprefix("*Who can decide:* ")
-    return summary + (" · edits allowed" if gate.allow_edit else "")
+    summary += " · edits allowed" if gate.allow_edit else ""
+    summary += f" · expires after {duration_text(gate.expire_after_s)}"
+    if gate.remind_every_s:
+        summary += f", reminders every {duration_text(gate.remind_every_s)}"
+    return summary
 
 
 def policy_blocks(policy: Policy, overrides: Sequence[Override]) -> list[Block]:
