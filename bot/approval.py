@@ -21,6 +21,12 @@ from mistralai.extra.exceptions import (
 from bot.errors import AlreadyDecided, NotAllowed
 from bot.policy import Approvers, Gate
 
+#: What the model reads for an approved call whose arguments are not a JSON object.
+NOT_JSON = (
+    "This call was approved, but its arguments are not a valid JSON object, so it did not run. "
+    "Call the tool again with JSON arguments if it is still needed."
+)
+
 
 class Status(StrEnum):
     PENDING = "pending"
@@ -332,6 +338,8 @@ class ApprovalRequest:
         """Raise NotAllowed (or AlreadyDecided) unless ``user_id`` may decide call ``index``
         now. ``voting``: an approval, which counts once per person (a deny or an edit may
         follow one's own approval)."""
+        if not 0 <= index < len(self.calls):
+            raise NotAllowed(self.id, user_id, "That button names no call of this request.")
         if index not in self.asked:
             raise NotAllowed(self.id, user_id, "That call is not one a person decides.")
         call, decision = self.calls[index], self.decisions[index]
@@ -367,12 +375,24 @@ class ApprovalRequest:
                 responses.append(call.reject("Nobody approved this action. Do not retry it."))
                 continue
             decision = self.decisions[index]
-            if decision.status is Status.APPROVED:
+            if decision.status is Status.APPROVED and not self._runnable(index):
+                responses.append(call.reject(NOT_JSON))
+            elif decision.status is Status.APPROVED:
                 edit = decision.edit
                 responses.append(call.confirm(edit.override if edit and edit.override else None))
             else:
                 responses.append(call.reject(self.rejection_message(index)))
         return [*deferred.executed_results, *responses]
+
+    def _runnable(self, index: int) -> bool:
+        """Whether an approved call can run: a local call needs a JSON object of arguments
+        (the model can send anything; the SDK would fail on it, and so would every retry)."""
+        if self.calls[index].server_side:
+            return True
+        try:
+            return isinstance(json.loads(self.arguments_of(index)), dict)
+        except ValueError:
+            return False
 
     def rejection_message(self, index: int) -> str:
         """What the model reads when call ``index`` was denied, or expired undecided."""
