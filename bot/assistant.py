@@ -174,13 +174,20 @@ class Assistant:
                     thread_key,
                     message.ts,
                 )
-            if await self._process(message):
+            if await self._process(message, again=again):
                 return  # parked on an approval (or resumed by the policy): the resume goes on
             taken = await self.store.take_message(thread_key, first=False)
 
-    async def _process(self, message: IncomingMessage) -> bool:
-        """Run one message. True if the thread now waits for an approval."""
-        placeholder = await self._quietly(self.chat.show_working(message.thread))
+    async def _process(self, message: IncomingMessage, *, again: bool = False) -> bool:
+        """Run one message. True if the thread now waits for an approval.
+
+        ``again``: a run of it died; its "working" placeholder (kept with the thread) is
+        reused, so that none is left behind saying "working" for ever."""
+        placeholder = await self.store.placeholder(message.thread) if again else None
+        if placeholder is None:
+            placeholder = await self._quietly(self.chat.show_working(message.thread))
+            if placeholder is not None:
+                await self.store.set_placeholder(message.thread, placeholder)
         conversation_id = await self.store.conversation_id(message.thread)
         try:
             outcome = await self.runner.send(

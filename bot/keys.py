@@ -68,7 +68,9 @@ SWEEPER_LOCK_TTL_MS: Final = 60_000
 
 # -- threads ---------------------------------------------------------------------------------
 #: Hash: one Slack thread's conversation (``conversation_id``), its state
-#: (``idle`` / ``running`` / ``waiting``) and the approval it waits for.
+#: (``idle`` / ``running`` / ``waiting``), the approval it waits for, and the message being
+#: run (``current``) with its "working" placeholder (``placeholder``), both kept for a job
+#: that takes over from a process that died.
 #: Refreshed on every message; a thread silent for ``THREAD_TTL_S`` starts afresh.
 THREAD: Final = f"{PREFIX}:thread:"
 THREAD_TTL_S: Final = 90 * 24 * 3600

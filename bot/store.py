@@ -218,11 +218,11 @@ end
 local message = redis.call('LPOP', KEYS[2])
 if message then
   redis.call('HSET', KEYS[1], 'state', 'running', 'since', ARGV[1], 'current', message)
-  redis.call('HDEL', KEYS[1], 'approval_id')
+  redis.call('HDEL', KEYS[1], 'approval_id', 'placeholder')
   return {'run', message}
 end
 redis.call('HSET', KEYS[1], 'state', 'idle')
-redis.call('HDEL', KEYS[1], 'approval_id', 'since', 'current')
+redis.call('HDEL', KEYS[1], 'approval_id', 'since', 'current', 'placeholder')
 return {'idle'}
 """
 
@@ -559,6 +559,14 @@ class Store:
             pipe.hset(key, mapping={"state": "waiting", "approval_id": approval_id})
             pipe.hdel(key, "current")
             await pipe.execute()
+
+    async def set_placeholder(self, thread: ThreadRef, ref: MessageRef) -> None:
+        """The "working" message of the thread's current message (reused if it runs again)."""
+        await self.redis.hset(keys.thread(thread.key), "placeholder", _ref_json(ref))
+
+    async def placeholder(self, thread: ThreadRef) -> MessageRef | None:
+        value = await self.redis.hget(keys.thread(thread.key), "placeholder")
+        return MessageRef(**json.loads(_text(value))) if value else None
 
     async def conversation_id(self, thread: ThreadRef) -> str | None:
         value = await self.redis.hget(keys.thread(thread.key), "conversation_id")
