@@ -163,16 +163,20 @@ def said(slack: SlackStandIn, text: str) -> list[dict[str, Any]]:
 async def approve(bot: BotProcess, slack: SlackStandIn, user: str = MANAGER) -> str:
     """Click Approve on the first card, through ``bot``; the approval id."""
     posted = await card(slack)
-    approval_id = button_value(posted, "approval_approve")
-    reply = await bot.send.click(
+    reply = await click_approve(bot, posted, user)
+    assert reply.status == 200, reply
+    return button_value(posted, "approval_approve")
+
+
+async def click_approve(bot: BotProcess, posted: dict[str, Any], user: str = MANAGER) -> Any:
+    """Click Approve on the card ``posted``, through ``bot``; Slack's reply."""
+    return await bot.send.click(
         "approval_approve",
-        approval_id,
+        button_value(posted, "approval_approve"),
         user=user,
         message_ts=posted["ts"],
         block_id=button_block(posted, "approval_approve"),
     )
-    assert reply.status == 200, reply
-    return approval_id
 
 
 async def settled(redis_client: aioredis.Redis, timeout: float = 20.0) -> None:
@@ -192,7 +196,7 @@ async def test_an_event_delivered_three_times_is_answered_once(
 ) -> None:
     """Slack delivers one event three times at once, to two processes, then once more: one
     conversation start, one answer."""
-    a, b = await asyncio.gather(fleet.start("a"), fleet.start("b"))
+    a, b = await two_bots(fleet)
     event = {
         "type": "message",
         "user": REQUESTER,
@@ -226,7 +230,7 @@ async def test_a_card_posted_by_one_process_is_decided_through_another(
     tool_log: Path,
 ) -> None:
     """The message reaches one process, the click another: the tool runs once, one answer."""
-    a, b = await asyncio.gather(fleet.start("a"), fleet.start("b"))
+    a, b = await two_bots(fleet)
     await a.send.mention(BOOK)
     approval_id = await approve(b, slack)
 
@@ -255,7 +259,7 @@ async def test_fifty_concurrent_clicks_on_two_processes_decide_and_resume_once(
     Mistral, the tool runs once; every other click is told who decided."""
     approvers = [MANAGER] * 50 if same_person else [f"UAPPROVER{i:02d}" for i in range(50)]
     slack.members[APPROVALS] = [*sorted(set(approvers)), REQUESTER]
-    a, b = await asyncio.gather(fleet.start("a"), fleet.start("b"))
+    a, b = await two_bots(fleet)
     await a.send.mention(BOOK)
     posted = await card(slack)
     approval_id = button_value(posted, "approval_approve")
@@ -296,9 +300,20 @@ async def test_fifty_concurrent_clicks_on_two_processes_decide_and_resume_once(
 def holder_of_the_call(fleet: Fleet, tool_log: Path) -> tuple[BotProcess, BotProcess]:
     """(the process that ran the approved call, another one)."""
     [run] = fault_tools.runs(tool_log, "book_flight")
-    [holder] = [bot for bot in fleet.bots if bot.pid == run["pid"]]
+    return split(fleet, int(run["pid"]))
+
+
+def split(fleet: Fleet, pid: int) -> tuple[BotProcess, BotProcess]:
+    """(the process with this pid, another one)."""
+    [holder] = [bot for bot in fleet.bots if bot.pid == pid]
     [other] = [bot for bot in fleet.bots if bot is not holder]
     return holder, other
+
+
+async def two_bots(fleet: Fleet) -> tuple[BotProcess, BotProcess]:
+    """Start processes "a" and "b" on the same Redis."""
+    a, b = await asyncio.gather(fleet.start("a"), fleet.start("b"))
+    return a, b
 
 
 async def test_a_process_killed_before_mistral_took_the_result_the_other_resends_it(
@@ -311,7 +326,7 @@ async def test_a_process_killed_before_mistral_took_the_result_the_other_resends
     """SIGKILL after the tool ran, while the resume's request to Mistral is in flight and is
     never processed: the other process takes the job over after the lease, sends the stored
     result (the tool does not run again), and the thread gets the answer once."""
-    await asyncio.gather(fleet.start("a"), fleet.start("b"))
+    await two_bots(fleet)
     await fleet.bots[0].send.mention(BOOK)
     await card(slack)
     # the resume's append (the next request to Mistral) hangs until the stand-in closes
@@ -349,7 +364,7 @@ async def test_a_process_killed_after_mistral_took_the_result_the_other_reads_th
         return travel_agent_script(turn)
 
     mistral.script = slow_resume
-    await asyncio.gather(fleet.start("a"), fleet.start("b"))
+    await two_bots(fleet)
     await fleet.bots[0].send.mention(BOOK)
     await approve(fleet.bots[1], slack)
     await wait_until(lambda: len(appends(mistral)) == 1, 15, "the resume's append")
@@ -381,7 +396,7 @@ async def test_a_process_killed_while_the_tool_runs_the_call_is_not_run_again(
     """SIGKILL in the middle of the approved call: the other process takes the job over, does
     not run the call again, and the model, the card and the thread hear its outcome is
     unknown."""
-    await asyncio.gather(fleet.start("a"), fleet.start("b"))
+    await two_bots(fleet)
     await fleet.bots[0].send.mention(BOOK)
     hold.touch()
     approval_id = await approve(fleet.bots[0], slack)
@@ -411,9 +426,7 @@ async def job_holder(fleet: Fleet, redis_client: aioredis.Redis) -> tuple[BotPro
     [entry] = pending
     consumer = entry["consumer"]
     pid = int((consumer.decode() if isinstance(consumer, bytes) else consumer).rsplit("-", 2)[1])
-    [holder] = [bot for bot in fleet.bots if bot.pid == pid]
-    [other] = [bot for bot in fleet.bots if bot is not holder]
-    return holder, other
+    return split(fleet, pid)
 
 
 async def test_a_denied_call_never_runs_when_its_resume_is_taken_over(
@@ -425,7 +438,7 @@ async def test_a_denied_call_never_runs_when_its_resume_is_taken_over(
 ) -> None:
     """Denied through one process, the resume's process killed mid-request: the process
     that takes it over sends the denial (the reason) again, and the tool never runs."""
-    a, b = await asyncio.gather(fleet.start("a"), fleet.start("b"))
+    a, b = await two_bots(fleet)
     await a.send.mention(BOOK)
     posted = await card(slack)
     approval_id = button_value(posted, "approval_deny")
@@ -466,7 +479,7 @@ async def kill_while_the_model_works(
 ) -> tuple[str, BotProcess]:
     """Send a message and SIGKILL the process running it while its conversation start is
     in flight (Mistral never processes that request); the message's ts and the survivor."""
-    a, _b = await asyncio.gather(fleet.start("a"), fleet.start("b"))
+    a, _b = await two_bots(fleet)
     mistral.delay_next(600)
     ts = await a.send.mention(BOOK)
     await wait_until(lambda: len(starts(mistral)) == 1, 15, "the conversation start")
@@ -531,13 +544,7 @@ async def test_redis_killed_and_restarted_loses_no_pending_approval(
 
     own_redis.kill()
     await wait_until(lambda: readyz_is(bot, 503), 15, "/readyz to fail")
-    reply = await bot.send.click(
-        "approval_approve",
-        approval_id,
-        user=MANAGER,
-        message_ts=posted["ts"],
-        block_id=button_block(posted, "approval_approve"),
-    )
+    reply = await click_approve(bot, posted)
     assert reply.status == 200
     await slack.wait_for("chat.postEphemeral", lambda args: "nothing was changed" in args["text"])
 

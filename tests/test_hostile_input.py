@@ -175,11 +175,7 @@ async def test_a_badly_signed_event_is_refused_and_changes_nothing(
 async def test_a_badly_signed_click_is_refused_and_changes_nothing(
     bot: BotUnderTest, how: str
 ) -> None:
-    await bot.send.mention(BOOK)
-    card = await bot.card()
-    approval_id = button_value(card, "approval_approve")
-    await bot.settled()
-    before, state = side_effects(bot), await stored(bot, approval_id)
+    card, approval_id, before, state = await pending_card(bot)
 
     reply = await BadlySigned(bot, how).click(
         "approval_approve",
@@ -393,11 +389,7 @@ async def test_an_event_for_another_workspace_is_ignored(
 async def test_a_click_from_another_workspace_changes_nothing(
     bot: BotUnderTest, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await bot.send.mention(BOOK)
-    card = await bot.card()
-    approval_id = button_value(card, "approval_approve")
-    await bot.settled()
-    before, state = side_effects(bot), await stored(bot, approval_id)
+    card, approval_id, before, state = await pending_card(bot)
 
     body = click_body(
         "approval_approve",
@@ -523,6 +515,26 @@ async def test_mentions_and_disguised_links_are_inert_everywhere(bot: BotUnderTe
 NOT_JSON = '{"text": "hi", <!channel>'
 
 
+async def pending_card(
+    bot: BotUnderTest,
+) -> tuple[dict[str, Any], str, tuple[list[str], int], dict[str, str]]:
+    """A card waiting for a decision: the card, its request id, and the side effects and
+    stored state so far (to show that what follows changes neither)."""
+    await bot.send.mention(BOOK)
+    card = await bot.card()
+    approval_id = button_value(card, "approval_approve")
+    await bot.settled()
+    return card, approval_id, side_effects(bot), await stored(bot, approval_id)
+
+
+async def not_json_card(bot: BotUnderTest) -> tuple[dict[str, Any], str]:
+    """The card for a send_note call whose arguments are not JSON, and its request id."""
+    bot.mistral.script = not_json_model()
+    await bot.send.mention("send a note")
+    card = await bot.card()
+    return card, button_value(card, "approval_approve")
+
+
 def not_json_model() -> Any:
     """A model that calls send_note with broken arguments, then reports what it got back."""
     return scripted(
@@ -534,11 +546,7 @@ def not_json_model() -> Any:
 async def test_arguments_that_are_not_json_are_shown_verbatim_on_the_card(
     bot: BotUnderTest,
 ) -> None:
-    bot.mistral.script = not_json_model()
-
-    await bot.send.mention("send a note")
-    card = await bot.card()
-    approval_id = button_value(card, "approval_approve")
+    card, approval_id = await not_json_card(bot)
     await bot.settled()
 
     assert '{"text": "hi", &lt;!channel&gt;' in all_text(card)
@@ -551,10 +559,7 @@ async def test_arguments_that_are_not_json_are_shown_verbatim_on_the_card(
 async def test_denying_arguments_that_are_not_json_resumes_the_conversation(
     bot: BotUnderTest,
 ) -> None:
-    bot.mistral.script = not_json_model()
-    await bot.send.mention("send a note")
-    card = await bot.card()
-    approval_id = button_value(card, "approval_approve")
+    card, approval_id = await not_json_card(bot)
 
     await bot.send.click(
         "approval_deny", approval_id, user=MANAGER, block_id=button_block(card, "approval_deny", 0)
@@ -578,10 +583,7 @@ async def test_denying_arguments_that_are_not_json_resumes_the_conversation(
 async def test_approving_arguments_that_are_not_json_tells_the_model_and_runs_nothing(
     bot: BotUnderTest,
 ) -> None:
-    bot.mistral.script = not_json_model()
-    await bot.send.mention("send a note")
-    card = await bot.card()
-    approval_id = button_value(card, "approval_approve")
+    card, approval_id = await not_json_card(bot)
 
     await bot.send.click(
         "approval_approve",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.approval import ApprovalRequest
-from bot.assistant import Assistant
+from bot.assistant import Assistant, Decided
 from bot.editing import EditedArguments, NotEditable, edit_form, read_form
 from bot.errors import ApprovalError, NotAllowed, UpstreamError
 from bot.slack import blocks
@@ -87,20 +88,16 @@ async def deny_submitted(
         await tell(chat, user, None, ":warning: That form carried no valid request.")
         return
     approval_id, call = target
-    try:
-        decided = await assistant.deny(approval_id, user, deny_reason(view), call=call)
-    except ApprovalError as error:
-        await ack()
-        logger.info("deny %s by %s refused: %r", approval_id, user, error)
-        await tell(chat, user, await _channel_of(assistant, approval_id), explain(error))
+    decided = await _record(
+        ack,
+        chat,
+        user,
+        f"deny {approval_id}",
+        assistant.deny(approval_id, user, deny_reason(view), call=call),
+        lambda: _channel_of(assistant, approval_id),
+    )
+    if decided is None:
         return
-    except (UpstreamError, RedisError, OSError) as error:
-        await ack()
-        logger.error("deny %s by %s failed: %r", approval_id, user, error)
-        note = ":warning: Something went wrong on our side; nothing was changed. Please try again."
-        await tell(chat, user, await _channel_of(assistant, approval_id), note)
-        return
-    await ack()
     logger.info("approval %s: %s denied by %s", approval_id, decided.decided, user)
     await assistant.announce(decided)
     left = summary(decided)
@@ -135,21 +132,48 @@ async def edit_submitted(
     if isinstance(result, dict):
         await ack(response_action="errors", errors=field_errors(result))
         return
+    if result.override:
+        deciding = assistant.edit(approval_id, user, call, result, revision)
+    else:  # nothing changed: an approval of the arguments as they are
+        deciding = assistant.approve(approval_id, user, call=call, revision=revision)
+    decided = await _record(
+        ack,
+        chat,
+        user,
+        f"edit of {approval_id}",
+        deciding,
+        lambda: _known(request.approvals_channel),
+    )
+    if decided is not None:
+        await assistant.announce(decided)
+
+
+async def _record(
+    ack: AsyncAck,
+    chat: SlackChat,
+    user: str,
+    what: str,
+    deciding: Awaitable[Decided],
+    channel: Callable[[], Awaitable[str | None]],
+) -> Decided | None:
+    """Record a decision, then answer Slack (so a closed modal means a recorded decision);
+    on refusal or failure answer too, and tell the person privately in ``channel``."""
     try:
-        if result.override:
-            decided = await assistant.edit(approval_id, user, call, result, revision)
-        else:  # nothing changed: an approval of the arguments as they are
-            decided = await assistant.approve(approval_id, user, call=call, revision=revision)
+        decided = await deciding
     except ApprovalError as error:
         await ack()
-        logger.info("edit of %s by %s refused: %r", approval_id, user, error)
-        await tell(chat, user, request.approvals_channel, explain(error))
-        return
+        logger.info("%s by %s refused: %r", what, user, error)
+        await tell(chat, user, await channel(), explain(error))
+        return None
     except (UpstreamError, RedisError, OSError) as error:
         await ack()
-        logger.error("edit of %s by %s failed: %r", approval_id, user, error)
+        logger.error("%s by %s failed: %r", what, user, error)
         note = ":warning: Something went wrong on our side; nothing was changed. Please try again."
-        await tell(chat, user, request.approvals_channel, note)
-        return
+        await tell(chat, user, await channel(), note)
+        return None
     await ack()
-    await assistant.announce(decided)
+    return decided
+
+
+async def _known(channel: str) -> str | None:
+    return channel
