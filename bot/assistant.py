@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -38,6 +39,8 @@ from bot.editing import EditedArguments
 from bot.errors import AlreadyDecided, ApprovalError, ApprovalNotFound, NotAllowed, UpstreamError
 from bot.gatekeeper import Gatekeeper
 from bot.jobs import Job, JobQueue, Kind
+from bot.logs import bind, log_context
+from bot.metrics import Metrics, RequestOutcome
 from bot.runner import AgentRunner, Answer, Outcome
 from bot.store import Accepted, Action, Cast, Store, redis_error
 from bot.tools import Report, canonical_arguments
@@ -94,6 +97,7 @@ class Assistant:
         chat: Chat,
         gatekeeper: Gatekeeper,
         jobs: JobQueue,
+        metrics: Metrics,
     ) -> None:
         self.store = store
         self.runner = runner
@@ -103,6 +107,7 @@ class Assistant:
         self.audit = gatekeeper.audit
         self.policy_store = gatekeeper.policy_store
         self.jobs = jobs
+        self.metrics = metrics
 
     # -- messages ---------------------------------------------------------------------------
     async def accept(
@@ -116,7 +121,7 @@ class Assistant:
                 message.thread, message.to_dict(), event_id, needs_conversation=needs_conversation
             )
         except (RedisError, OSError) as error:
-            raise redis_error(error) from error
+            raise self.metrics.upstream_failed(redis_error(error)) from error
 
     async def acknowledge(self, message: IncomingMessage, accepted: Accepted) -> None:
         """After Slack is answered: say so when the message waits behind the thread's work."""
@@ -136,7 +141,8 @@ class Assistant:
 
     async def receive(self, message: IncomingMessage) -> None:
         """Take a message that has no event (a Retry): accept it, then acknowledge it."""
-        await self.acknowledge(message, await self.accept(message, None))
+        with _about_message(message):
+            await self.acknowledge(message, await self.accept(message, None))
 
     async def has_conversation(self, thread: ThreadRef) -> bool:
         return await self.store.conversation_id(thread) is not None
@@ -153,6 +159,7 @@ class Assistant:
         """A job failed again and again (a bug): free the thread, let people retry by hand."""
         if job.kind is Kind.RESUME:
             request = await self.store.get_approval(job.target)
+            bind(**_request_fields(request))
             request = await self.store.update_approval(
                 request, resume=Resume.FAILED, outcome="Resuming failed repeatedly."
             )
@@ -168,14 +175,16 @@ class Assistant:
         while taken is not None:
             again, data = taken
             message = IncomingMessage.from_dict(data)
-            if again:
-                logger.warning(
-                    "thread %s: message %s was interrupted (its process stopped); running it again",
-                    thread_key,
-                    message.ts,
-                )
-            if await self._process(message, again=again):
-                return  # parked on an approval (or resumed by the policy): the resume goes on
+            with _about_message(message):
+                if again:
+                    logger.warning(
+                        "thread %s: message %s was interrupted (its process stopped); "
+                        "running it again",
+                        thread_key,
+                        message.ts,
+                    )
+                if await self._process(message, again=again):
+                    return  # parked on an approval (or resumed by the policy): the resume goes on
             taken = await self.store.take_message(thread_key, first=False)
 
     async def _process(self, message: IncomingMessage, *, again: bool = False) -> bool:
@@ -189,6 +198,7 @@ class Assistant:
             if placeholder is not None:
                 await self.store.set_placeholder(message.thread, placeholder)
         conversation_id = await self.store.conversation_id(message.thread)
+        bind(conversation_id=conversation_id)
         try:
             outcome = await self.runner.send(
                 conversation_id, message.text, await self.gatekeeper.deferring()
@@ -222,6 +232,7 @@ class Assistant:
         """
         if outcome.conversation_id:
             await self.store.set_conversation_id(thread, outcome.conversation_id)
+            bind(conversation_id=outcome.conversation_id)
         if isinstance(outcome, Answer):
             await self._quietly(self.chat.post_answer(thread, outcome.text, placeholder))
             return False
@@ -249,28 +260,34 @@ class Assistant:
                 )
                 return False
             request = request.decided_by_policy(time.time())
-        # Stored before anything is posted: a crash from here on loses no request.
-        await self.store.create_approval(request)
-        await self._audit_screening(request)
-        if any(call.auto in (Auto.DENY, Auto.GRANT) for call in request.calls):
-            await self._quietly(self.chat.tell_policy(request))
-        if screening.decided_by_policy:
-            logger.info("approval %s decided by policy for %s", request.id, request.tool_names)
-            await self.store.begin_resume(request.id)
-            await self._resume(request, rounds=rounds + 1)
+        with log_context(approval_id=request.id):
+            # Stored before anything is posted: a crash from here on loses no request.
+            await self.store.create_approval(request)
+            await self._audit_screening(request)
+            if any(call.auto in (Auto.DENY, Auto.GRANT) for call in request.calls):
+                await self._quietly(self.chat.tell_policy(request))
+            if screening.decided_by_policy:
+                logger.info("approval %s decided by policy for %s", request.id, request.tool_names)
+                await self.store.begin_resume(request.id)
+                await self._resume(request, rounds=rounds + 1)
+                return True
+            await self.store.park_thread(thread, request.id)
+            logger.info("approval %s requested for %s", request.id, request.tool_names)
+            await self._post_card(request)
             return True
-        await self.store.park_thread(thread, request.id)
-        logger.info("approval %s requested for %s", request.id, request.tool_names)
-        await self._post_card(request)
-        return True
 
     # -- the sweeper -------------------------------------------------------------------------
     async def expired(self, request: ApprovalRequest) -> None:
         """A request just expired (its resume is enqueued): audit it and tell people."""
+        with _about_request(request):
+            await self._expired(request)
+
+    async def _expired(self, request: ApprovalRequest) -> None:
         logger.info("approval %s expired without a decision", request.id)
         for index in request.asked:
             if request.decisions[index].status is not Status.EXPIRED:
                 continue
+            self.metrics.decided("expired")
             call = request.calls[index]
             await self._quietly(
                 self.audit.record(
@@ -484,6 +501,18 @@ class Assistant:
     async def announce(self, decided: Decided) -> None:
         """After Slack is answered: audit a recorded decision, create its grant, and show it
         (the card, or the requester's thread when it completed the request)."""
+        with _about_request(decided.request, user=decided.user_id or None):
+            self._count_decisions(decided)
+            await self._announce(decided)
+
+    def _count_decisions(self, decided: Decided) -> None:
+        request = decided.request
+        for index in decided.decided:
+            call = request.decisions[index]
+            outcome: RequestOutcome = "approved" if call.status is Status.APPROVED else "denied"
+            self.metrics.decided(outcome, waited_s=call.at - request.created_at)
+
+    async def _announce(self, decided: Decided) -> None:
         request = decided.request
         for index in [*decided.decided, *decided.counted]:
             outcome = "decided" if index in decided.decided else "counted"
@@ -569,6 +598,7 @@ class Assistant:
         return True
 
     async def _resume_job(self, approval_id: str) -> None:
+        bind(approval_id=approval_id)
         found = await self.store.begin_resume(approval_id)
         if found is None:
             logger.warning("approval %s is gone; nothing to resume", approval_id)
@@ -580,6 +610,7 @@ class Assistant:
             request = await self.store.get_approval(approval_id)
         except ApprovalNotFound:
             return
+        bind(**_request_fields(request))
         if request.status is Status.PENDING:
             logger.error("approval %s: a resume job for an undecided request", approval_id)
             await self.store.update_approval(request, resume=Resume.WAITING)
@@ -594,6 +625,17 @@ class Assistant:
         ``interrupted``: an earlier attempt died mid-way. The conversation's history says
         whether the decision reached it; if so it is not sent again.
         """
+        started = time.monotonic()
+        ok = False
+        try:
+            ok = await self._resume_conversation(request, rounds=rounds, interrupted=interrupted)
+        finally:
+            self.metrics.resumed(time.monotonic() - started, ok=ok)
+
+    async def _resume_conversation(
+        self, request: ApprovalRequest, *, rounds: int, interrupted: bool
+    ) -> bool:
+        """:meth:`_resume`; False when it failed upstream (the request is marked so)."""
         request = await self.store.update_approval(request, resume=Resume.RUNNING, outcome=None)
         await self._quietly(self.chat.update_card(request))
         unknown: list[str] = []
@@ -621,7 +663,7 @@ class Assistant:
             )
             await self._quietly(self.chat.update_card(request))
             await self._quietly(self.chat.tell_resume_failed(request, _problem(error)))
-            return
+            return False
         if unknown:
             await self._quietly(self.chat.tell_outcome_unknown(request, unknown))
         # a request the policy decided alone has no card: its answer replaces the placeholder
@@ -640,7 +682,7 @@ class Assistant:
                 outcome="The agent asked for another approval." + check,
             )
             await self._quietly(self.chat.update_card(request))
-            return
+            return True
         request = await self.store.update_approval(
             request,
             resume=Resume.DONE,
@@ -648,6 +690,7 @@ class Assistant:
         )
         await self._quietly(self.chat.update_card(request))
         await self.store.release_thread(request.thread)
+        return True
 
     def _reporter(self, request: ApprovalRequest, unknown: list[str]) -> Report:
         """Audits what happens to each approved call as it runs; collects unknown outcomes."""
@@ -701,6 +744,28 @@ def _decided(
         grant_s=grant_s,
         complete=cast.complete,
     )
+
+
+def _request_fields(request: ApprovalRequest, user: str | None = None) -> dict[str, str | None]:
+    """The log fields of a request: ``user`` is whoever acts on it (default: its requester)."""
+    return {
+        "approval_id": request.id,
+        "conversation_id": request.conversation_id or None,
+        "team": request.thread.team_id,
+        "channel": request.thread.channel_id,
+        "user": user or request.requester.user_id,
+    }
+
+
+def _about_request(
+    request: ApprovalRequest, user: str | None = None
+) -> AbstractContextManager[None]:
+    return log_context(**_request_fields(request, user))
+
+
+def _about_message(message: IncomingMessage) -> AbstractContextManager[None]:
+    thread = message.thread
+    return log_context(team=thread.team_id, channel=thread.channel_id, user=message.user_id)
 
 
 def _problem(error: UpstreamError) -> str:

@@ -17,6 +17,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from bot import audit_cli, policy_cli
 from bot.config import BotConfig, load_config
 from bot.errors import ConfigError
+from bot.logs import configure_logging
 from bot.mcp_servers import load_mcp_servers
 from bot.server_tools import load_server_tools
 from bot.services import Services, open_services
@@ -54,12 +55,8 @@ def load(mode: Mode, config_file: Path | None = None) -> tuple[Settings, BotConf
     return settings, config, tools
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _configure_logging(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format, settings.secrets)
 
 
 async def _serve(settings: Settings, config: BotConfig, tools: list[Tool]) -> None:
@@ -70,7 +67,9 @@ async def _serve(settings: Settings, config: BotConfig, tools: list[Tool]) -> No
     await runner.setup()
     site = web.TCPSite(runner, "0.0.0.0", settings.port)
     await site.start()
-    logger.info("serving POST /slack/events, /healthz and /readyz on port %d", settings.port)
+    logger.info(
+        "serving POST /slack/events, /healthz, /readyz and /metrics on port %d", settings.port
+    )
     try:
         await _until_signalled()
     finally:
@@ -133,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(error.render(), file=sys.stderr)
         return EXIT_CONFIG
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     if mode == "check":
         names = ", ".join(tool.name for tool in tools) or "none"
         print(f"{settings.bot_config if args.file is None else args.file}: OK (tools: {names})")

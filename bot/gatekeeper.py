@@ -15,6 +15,7 @@ from bot.approval import Auto, ToolCall
 from bot.audit import AuditLog
 from bot.conditions import Facts
 from bot.directory import Directory
+from bot.metrics import Metrics
 from bot.policy import Effect, Gate, Holds, Policy
 from bot.policy_store import PolicyStore
 
@@ -36,12 +37,18 @@ class Screening:
 
 class Gatekeeper:
     def __init__(
-        self, policy: Policy, policy_store: PolicyStore, directory: Directory, audit: AuditLog
+        self,
+        policy: Policy,
+        policy_store: PolicyStore,
+        directory: Directory,
+        audit: AuditLog,
+        metrics: Metrics,
     ) -> None:
         self.policy = policy
         self.policy_store = policy_store
         self.directory = directory
         self.audit = audit
+        self.metrics = metrics
 
     async def deferring(self) -> Holds:
         """Which tools the SDK must hold for the bot, with the overrides in force now."""
@@ -81,9 +88,11 @@ class Gatekeeper:
                     verdict.condition_error,
                 )
             if verdict.effect is Effect.ALLOW:
+                self.metrics.decided("auto_allowed")
                 screened.append(replace(call, auto=Auto.ALLOW, rule=verdict.rule))
                 continue
             if verdict.effect is Effect.DENY:
+                self.metrics.decided("auto_denied")
                 screened.append(
                     replace(call, auto=Auto.DENY, rule=verdict.rule, note=verdict.reason)
                 )
@@ -92,6 +101,7 @@ class Gatekeeper:
             if verdict.gate.grantable:
                 grant = await self.policy_store.find_grant(requester_id, call.name, call.arguments)
                 if grant is not None:
+                    self.metrics.decided("auto_allowed")  # a person allowed it ahead of time
                     screened.append(
                         replace(call, auto=Auto.GRANT, rule=verdict.rule, note=grant.id)
                     )

@@ -27,6 +27,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError, ResponseError
 
 from bot import keys
+from bot.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class JobQueue:
     def __init__(
         self,
         client: redis.Redis,
+        metrics: Metrics,
         *,
         concurrency: int = 16,
         lease_ms: int = 30_000,
@@ -80,6 +82,7 @@ class JobQueue:
         block_ms: int = 1_000,
     ) -> None:
         self.redis = client
+        self.metrics = metrics
         self.concurrency = concurrency
         self.lease_ms = lease_ms
         self.consumer = consumer or consumer_name()
@@ -200,6 +203,8 @@ class JobQueue:
         return taken
 
     def _spawn(self, job: Job) -> None:
+        if job.reclaimed:
+            self.metrics.jobs_reclaimed.inc()
         task = asyncio.create_task(self._run(job), name=f"job {job.kind} {job.target}")
         self._running[job.id] = task
         task.add_done_callback(lambda _t: self._running.pop(job.id, None))
@@ -208,6 +213,7 @@ class JobQueue:
         assert self._handler is not None and self._give_up is not None
         if job.deliveries > MAX_DELIVERIES:
             logger.error("job %s (%s %s) failed %d times; giving up", *_about(job), MAX_DELIVERIES)
+            self.metrics.jobs_given_up.inc()
             with contextlib.suppress(Exception):
                 await self._give_up(job)
             await self._finish(job)

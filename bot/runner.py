@@ -36,6 +36,7 @@ from bot.approval import ApprovalRequest
 from bot.config import BotConfig, MCPServerConfig
 from bot.errors import UpstreamError
 from bot.mcp_servers import MCPServers
+from bot.metrics import Metrics
 from bot.policy import Holds
 from bot.server_tools import ServerTool
 from bot.settings import Settings
@@ -129,9 +130,11 @@ class AgentRunner:
         server_tools: Sequence[ServerTool] = (),
         mcp_servers: MCPServers | None = None,
         *,
+        metrics: Metrics,
         run_timeout_s: float = 600.0,
     ) -> None:
         self.client = client
+        self.metrics = metrics
         self.run_timeout_s = run_timeout_s
         self.config = config
         self.tools = tuple(tools)
@@ -199,12 +202,8 @@ class AgentRunner:
             history = await self.client.beta.conversations.get_history_async(
                 conversation_id=request.conversation_id
             )
-        except MistralError as error:
-            raise UpstreamError(
-                "mistral", f"Mistral answered {error.status_code}: {_short(error.body)}"
-            ) from error
-        except httpx2.HTTPError as error:
-            raise UpstreamError("mistral", f"Mistral could not be reached: {error!r}") from error
+        except (MistralError, httpx2.HTTPError) as error:
+            raise self._failure(error, None) from error
         ids = {call.tool_call_id for call in request.calls}
         reached = -1
         for index, entry in enumerate(history.entries):
@@ -289,33 +288,32 @@ class AgentRunner:
                     )
             except DeferredToolCallsException as deferred:
                 return Deferral(deferred.conversation_id or run_ctx.conversation_id or "", deferred)
-            except MistralError as error:
-                raise UpstreamError(
-                    "mistral",
-                    f"Mistral answered {error.status_code}: {_short(error.body)}",
-                    status=error.status_code,
-                    conversation_id=run_ctx.conversation_id,
-                ) from error
-            except httpx2.HTTPError as error:
-                raise UpstreamError(
-                    "mistral",
-                    f"Mistral could not be reached: {type(error).__name__}: {error}",
-                    conversation_id=run_ctx.conversation_id,
-                ) from error
-            except TimeoutError as error:
-                raise UpstreamError(
-                    "mistral",
-                    f"the run took longer than {self.run_timeout_s:.0f} s",
-                    conversation_id=run_ctx.conversation_id,
-                ) from error
-            except MistralClientException as error:
-                raise UpstreamError(
-                    "mistral",
-                    f"the conversation run failed: {error}",
-                    conversation_id=run_ctx.conversation_id,
-                ) from error
+            except (
+                MistralError,
+                httpx2.HTTPError,
+                TimeoutError,
+                MistralClientException,
+            ) as error:
+                raise self._failure(error, run_ctx.conversation_id) from error
         text = result.output_as_text if result.output_entries else ""
         return Answer(result.conversation_id or run_ctx.conversation_id or "", text)
+
+    def _failure(self, error: Exception, conversation_id: str | None) -> UpstreamError:
+        """The UpstreamError for a failed Mistral call (counted: every Mistral failure
+        passes here)."""
+        status: int | None = None
+        if isinstance(error, MistralError):
+            status = error.status_code
+            message = f"Mistral answered {error.status_code}: {_short(error.body)}"
+        elif isinstance(error, httpx2.HTTPError):
+            message = f"Mistral could not be reached: {type(error).__name__}: {error}"
+        elif isinstance(error, TimeoutError):
+            message = f"the run took longer than {self.run_timeout_s:.0f} s"
+        else:
+            message = f"the conversation run failed: {error}"
+        return self.metrics.upstream_failed(
+            UpstreamError("mistral", message, status=status, conversation_id=conversation_id)
+        )
 
 
 def mcp_tool_configuration(

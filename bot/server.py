@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from typing import Final
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+from redis.exceptions import RedisError
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 
 from bot.services import Services
@@ -14,6 +18,9 @@ from bot.services import Services
 logger = logging.getLogger(__name__)
 
 SERVICES = web.AppKey("services", Services)
+
+#: How long a scrape waits for Redis: well within Prometheus's default 10 s scrape timeout.
+BACKLOG_READ_TIMEOUT_S: Final = 2.0
 
 
 async def slack_events(request: web.Request) -> web.Response:
@@ -41,11 +48,46 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if redis_ok else 503)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics. The backlog gauges are read from Redis now; if Redis does not
+    answer they keep their last values, and the scrape still succeeds."""
+    services = request.app[SERVICES]
+    try:
+        async with asyncio.timeout(BACKLOG_READ_TIMEOUT_S):
+            services.metrics.show_backlog(await services.store.backlog())
+    except (RedisError, OSError, TimeoutError) as error:
+        logger.warning("metrics: Redis not read (%r); backlog gauges keep their last values", error)
+    return web.Response(
+        body=services.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+@web.middleware
+async def count_requests(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Count each request by its route (not its raw path: unknown paths would make a label
+    value each) and status."""
+    resource = request.match_info.route.resource
+    path = resource.canonical if resource is not None else "other"
+    status = 500  # a handler that raised something else than an HTTP answer
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as answer:
+        status = answer.status
+        raise
+    finally:
+        if SERVICES in request.app:  # not before start-up has opened the services
+            request.app[SERVICES].metrics.http_requests.labels(path, str(status)).inc()
+
+
 def build_web_app(
     open_services: Callable[[], AbstractAsyncContextManager[Services]],
 ) -> web.Application:
     """The aiohttp application; ``open_services`` is entered on start-up, left on shutdown."""
-    app = web.Application(client_max_size=2 * 1024**2)
+    app = web.Application(client_max_size=2 * 1024**2, middlewares=[count_requests])
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_services() as services:
@@ -56,4 +98,5 @@ def build_web_app(
     app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     return app

@@ -18,6 +18,7 @@ from bot.directory import Directory
 from bot.gatekeeper import Gatekeeper
 from bot.jobs import JobQueue
 from bot.mcp_servers import load_mcp_servers
+from bot.metrics import Metrics
 from bot.policy import Policy
 from bot.policy_store import PolicyStore
 from bot.redis_server import EmbeddedRedis
@@ -44,6 +45,7 @@ class Services:
     jobs: JobQueue
     sweeper: Sweeper
     bolt: AsyncApp
+    metrics: Metrics
 
 
 @asynccontextmanager
@@ -58,6 +60,7 @@ async def open_services(
     """Start Redis (embedded when REDIS_URL is unset), clients, the job runner, the sweeper
     and the Bolt app. ``start_background=False`` leaves jobs and sweeps to other processes."""
     async with AsyncExitStack() as stack:
+        metrics = Metrics()
         url = settings.redis_url
         if url is None:
             url = await stack.enter_async_context(EmbeddedRedis(settings.data_dir))
@@ -69,9 +72,14 @@ async def open_services(
 
         mistral = make_client(settings)
         await stack.enter_async_context(mistral)
-        chat = SlackChat(make_web_client(settings.slack_bot_token or "", settings.slack_api_url))
+        chat = SlackChat(
+            make_web_client(settings.slack_bot_token or "", settings.slack_api_url), metrics
+        )
         jobs = JobQueue(
-            client, concurrency=settings.worker_concurrency, lease_ms=settings.job_lease_s * 1000
+            client,
+            metrics,
+            concurrency=settings.worker_concurrency,
+            lease_ms=settings.job_lease_s * 1000,
         )
         server_tools = load_server_tools(config, settings.bot_config)
         mcp_servers = load_mcp_servers(config, settings.bot_config)
@@ -86,9 +94,9 @@ async def open_services(
         policy_store = PolicyStore(client)
         directory = Directory(store, chat, policy)
         audit = AuditLog(client, settings.audit_retention_days)
-        gatekeeper = Gatekeeper(policy, policy_store, directory, audit)
-        runner = AgentRunner(mistral, config, tools, server_tools, mcp_servers)
-        assistant = Assistant(store, runner, chat, gatekeeper, jobs)
+        gatekeeper = Gatekeeper(policy, policy_store, directory, audit, metrics)
+        runner = AgentRunner(mistral, config, tools, server_tools, mcp_servers, metrics=metrics)
+        assistant = Assistant(store, runner, chat, gatekeeper, jobs, metrics)
         console = Console(store, gatekeeper)
         bolt = build_bolt_app(
             assistant,
@@ -104,4 +112,6 @@ async def open_services(
         # (or hand them back to the other processes) while Redis and the MCP servers are up.
         stack.push_async_callback(jobs.close, settings.shutdown_grace_s)
         stack.push_async_callback(sweeper.close)
-        yield Services(settings, config, store, chat, assistant, console, jobs, sweeper, bolt)
+        yield Services(
+            settings, config, store, chat, assistant, console, jobs, sweeper, bolt, metrics
+        )

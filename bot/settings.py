@@ -9,6 +9,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
+from bot.logs import LogFormat
 
 Mode = Literal["serve", "socket", "check"]
 
@@ -84,6 +85,10 @@ class Settings(BaseSettings):
         "back to the other processes",
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: LogFormat = Field(
+        default="json",
+        description="json (one JSON object per line, for log collectors) or text (for people)",
+    )
     audit_retention_days: int = Field(
         default=365, gt=0, description="how long the audit trail in Redis keeps entries"
     )
@@ -98,6 +103,17 @@ class Settings(BaseSettings):
             ]
             problems.append("Set them in the environment or in .env (see .env.example).")
             raise ConfigError("the environment", problems)
+
+    @property
+    def secrets(self) -> list[str]:
+        """The values no log line may show."""
+        given = (
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.mistral_api_key,
+        )
+        return [value for value in given if value]
 
 
 def load_settings(mode: Mode, env_file: Path | None = Path(".env")) -> Settings:

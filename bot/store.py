@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.typing import EncodableT, FieldT
 
 from bot import keys
@@ -303,6 +303,16 @@ class Cast:
 
 
 @dataclass(frozen=True)
+class Backlog:
+    """The work waiting in Redis: undecided requests, jobs in the stream (waiting or being
+    run), and jobs some process has taken and not finished."""
+
+    pending_requests: int
+    job_queue_depth: int
+    jobs_in_flight: int
+
+
+@dataclass(frozen=True)
 class Accepted:
     """What became of a person's message: ``run`` (a thread job will run it), ``queued``
     behind the thread's work, ``duplicate`` (the event was seen before), or ``ignored``."""
@@ -422,6 +432,23 @@ class Store:
 
     async def pending_count(self) -> int:
         return int(await self.redis.zcard(keys.PENDING_ZSET))
+
+    async def backlog(self) -> Backlog:
+        """Undecided requests and the job stream's depth, in one round trip (for /metrics)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(keys.PENDING_ZSET)
+            pipe.xlen(keys.JOBS)
+            pipe.xpending(keys.JOBS, keys.JOBS_GROUP)
+            # not raising: a stream without its group yet (no process reads jobs) is no error
+            pending, depth, taken = await pipe.execute(raise_on_error=False)
+        for answer in (pending, depth):
+            if isinstance(answer, Exception):
+                raise answer
+        if isinstance(taken, ResponseError) and "NOGROUP" in str(taken):
+            taken = {"pending": 0}
+        elif isinstance(taken, Exception):
+            raise taken
+        return Backlog(int(pending), int(depth), int(taken["pending"]))
 
     async def update_approval(self, request: ApprovalRequest, **changes: Any) -> ApprovalRequest:
         """Store changes to the mutable parts of ``request`` (card, card_link, resume,

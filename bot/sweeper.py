@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from bot import keys
 from bot.assistant import Assistant
+from bot.logs import log_context
 
 logger = logging.getLogger(__name__)
 
@@ -87,16 +88,19 @@ class Sweeper:
         swept = Swept()
         try:
             for approval_id in await self.store.due(keys.EXPIRING_ZSET, now, BATCH):
-                request = await self.store.expire(approval_id, now)
-                if request is not None:
-                    swept.expired.append(approval_id)
-                    await self.assistant.expired(request)
+                with log_context(approval_id=approval_id):
+                    request = await self.store.expire(approval_id, now)
+                    if request is not None:
+                        swept.expired.append(approval_id)
+                        await self.assistant.expired(request)
             for approval_id in await self.store.due(keys.REMINDERS_ZSET, now, BATCH):
-                if await self.assistant.remind(approval_id, now):
-                    swept.reminded.append(approval_id)
+                with log_context(approval_id=approval_id):
+                    if await self.assistant.remind(approval_id, now):
+                        swept.reminded.append(approval_id)
             for approval_id in await self.store.due(keys.CARDS_DUE_ZSET, now, BATCH):
-                if await self.assistant.post_card_again(approval_id, now):
-                    swept.posted.append(approval_id)
+                with log_context(approval_id=approval_id):
+                    if await self.assistant.post_card_again(approval_id, now):
+                        swept.posted.append(approval_id)
         finally:
             with contextlib.suppress(RedisError, OSError):
                 await self._release(keys=[keys.SWEEPER_LOCK], args=[self.owner])

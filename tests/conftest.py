@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -14,7 +15,7 @@ import redis
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from bot import keys
+from bot import keys, logs
 from bot.config import load_config
 from bot.redis_server import free_port, redis_server_command
 from bot.server import SERVICES, build_web_app
@@ -88,6 +89,19 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture(autouse=True)
 def _reset_tool_calls() -> None:
     agent_tools.CALLS.clear()
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Undo what ``approval-bot`` commands run in-process do to the root logger (they install
+    a handler on the test's captured stderr, and set the level)."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for handler in list(root.handlers):
+        if handler.get_name() == logs.HANDLER_NAME:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture

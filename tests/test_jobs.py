@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from bot import keys
 from bot.jobs import MAX_DELIVERIES, Job, JobQueue, Kind
+from bot.metrics import Metrics
 
 Handler = Callable[[Job], Awaitable[None]]
 
@@ -32,7 +33,7 @@ def start(
     name: str,
     given_up: list[Job] | None = None,
 ) -> JobQueue:
-    queue = JobQueue(client, lease_ms=lease_ms, consumer=name, block_ms=50)
+    queue = JobQueue(client, Metrics(), lease_ms=lease_ms, consumer=name, block_ms=50)
 
     async def give_up(job: Job) -> None:
         if given_up is not None:
@@ -41,6 +42,11 @@ def start(
     queue.start(handler, give_up)
     made.append(queue)
     return queue
+
+
+def counted(queue: JobQueue, name: str) -> float:
+    """A counter's value in the queue's metrics (``name`` without ``_total``)."""
+    return queue.metrics.registry.get_sample_value(f"approval_bot_{name}_total") or 0.0
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -65,6 +71,7 @@ async def test_a_job_runs_once_and_is_deleted(
     await asyncio.sleep(0.4)  # past a lease: nobody runs it again
     assert [(j.kind, j.target, j.reclaimed) for j in ran] == [(Kind.RESUME, "a" * 24, False)]
     assert await redis_client.xlen(keys.JOBS) == 0
+    assert [counted(q, "jobs_reclaimed") for q in queues] == [0, 0]
 
 
 async def test_a_job_of_a_dead_process_is_reclaimed_by_another(
@@ -84,6 +91,7 @@ async def test_a_job_of_a_dead_process_is_reclaimed_by_another(
     await survivor.idle()
     assert ran[0].target == "T1:C1:1.0"
     assert ran[0].reclaimed
+    assert counted(survivor, "jobs_reclaimed") == 1
     assert await redis_client.xlen(keys.JOBS) == 0
 
 
@@ -119,6 +127,8 @@ async def test_a_failing_job_is_retried_after_its_lease(
     await until(lambda: len(attempts) == 2)
     await queue.idle()
     assert [a.reclaimed for a in attempts] == [False, True]
+    assert counted(queue, "jobs_reclaimed") == 1
+    assert counted(queue, "jobs_given_up") == 0
 
 
 async def test_a_job_failing_every_time_is_given_up(
@@ -137,6 +147,7 @@ async def test_a_job_failing_every_time_is_given_up(
     await queue.idle()
     assert len(attempts) == MAX_DELIVERIES
     assert given_up[0].target == "d" * 24
+    assert counted(queue, "jobs_given_up") == 1
 
 
 async def test_shutdown_hands_a_running_job_back_at_once(
@@ -152,7 +163,7 @@ async def test_shutdown_hands_a_running_job_back_at_once(
     async def quick(job: Job) -> None:
         finished.append(job.target)
 
-    leaving = JobQueue(redis_client, lease_ms=60_000, consumer="leaving", block_ms=50)
+    leaving = JobQueue(redis_client, Metrics(), lease_ms=60_000, consumer="leaving", block_ms=50)
     leaving.start(stuck, quick)
     await leaving.enqueue(Kind.RESUME, "e" * 24)
     await started.wait()

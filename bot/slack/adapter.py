@@ -20,6 +20,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from bot.approval import ApprovalRequest, MessageRef, ThreadRef
 from bot.chat import IncomingMessage
 from bot.errors import UpstreamError
+from bot.metrics import Metrics
 from bot.slack import blocks
 
 logger = logging.getLogger(__name__)
@@ -46,23 +47,27 @@ def _dicts(items: Sequence[Block]) -> list[dict[str, Any]]:
 class SlackChat:
     """Implements ``bot.chat.Chat`` with the Slack Web API."""
 
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(self, client: AsyncWebClient, metrics: Metrics) -> None:
         self.client = client
+        self.metrics = metrics
 
     async def _call(self, method: str, **args: Any) -> AsyncSlackResponse:
+        """Every Web API call passes here: a failure becomes an UpstreamError, counted."""
         try:
             api = getattr(self.client, method.replace(".", "_"))
             response: AsyncSlackResponse = await api(**args)
             return response
         except SlackApiError as error:
             code = error.response.get("error") if error.response else None
-            raise UpstreamError(
+            failure = UpstreamError(
                 "slack",
                 f"{method} failed: {code}",
                 status=error.response.status_code if error.response else None,
-            ) from error
+            )
+            raise self.metrics.upstream_failed(failure) from error
         except (aiohttp.ClientError, TimeoutError) as error:
-            raise UpstreamError("slack", f"{method} failed: {error!r}") from error
+            failure = UpstreamError("slack", f"{method} failed: {error!r}")
+            raise self.metrics.upstream_failed(failure) from error
 
     async def _post(
         self,
