@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from bench.stack import APPROVALS, DM, MANAGER, REQUESTER, Stack, cards
 from bot import keys
 from bot.slack import blocks
-from tests.conftest import button_block
+from tests.conftest import all_text, button_block
 from tests.processes import ROOT, wait_until
 from tests.slack_sender import button_actions
 
@@ -161,7 +161,7 @@ def answers(stack: Stack) -> int:
     return sum(
         1
         for (channel, _), message in list(stack.slack.messages.items())
-        if channel == DM and str(message.get("text", "")).startswith("Done:")
+        if channel == DM and "Done: Booked" in all_text(message)
     )
 
 
@@ -175,8 +175,24 @@ def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
 
 
-async def used_memory(stack: Stack) -> int:
-    return int((await stack.redis.info("memory"))["used_memory"])
+async def keys_memory(stack: Stack) -> int:
+    """The bytes every key takes (``MEMORY USAGE`` of each, summed; not the allocator's
+    totals, which move with fragmentation)."""
+    total = 0
+    batch: list[str] = []
+    async for key in stack.redis.scan_iter(count=1000):
+        batch.append(key)
+        if len(batch) == 500:
+            total += await _usage(stack, batch)
+            batch = []
+    return total + (await _usage(stack, batch) if batch else 0)
+
+
+async def _usage(stack: Stack, names: list[str]) -> int:
+    async with stack.redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.memory_usage(name, samples=0)
+        return sum(int(n or 0) for n in await pipe.execute())
 
 
 async def memory_usage(stack: Stack, approval_id: str) -> int:

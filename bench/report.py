@@ -101,14 +101,14 @@ def markdown(results: dict[str, Any]) -> str:
         "## Redis memory per pending approval",
         "",
         "| Arguments | Argument bytes | Approval record | Record besides arguments "
-        "| All Redis memory per request |",
+        "| All keys per request (audit, thread, indexes) |",
         "|---|---:|---:|---:|---:|",
     ]
     for label, row in results["memory"].items():
         lines.append(
             f"| {label} | {row['arguments_bytes']} | {row['approval_key_bytes']} | "
             f"{row['approval_key_bytes_besides_arguments']} | "
-            f"{row['used_memory_delta_per_request']} |"
+            f"{row['all_keys_per_request']} |"
         )
     scale = results["at_scale"]
     lines += [

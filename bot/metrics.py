@@ -34,6 +34,9 @@ DECISION_BUCKETS_S: Final = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600,
 #: A resume is one or more Mistral round trips plus the approved tools' runs.
 RESUME_BUCKETS_S: Final = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
+#: Slack's deadline is 3 s; most answers should take milliseconds.
+ACK_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5)
+
 
 class Metrics:
     """The bot's metrics, on a registry of their own."""
@@ -93,6 +96,21 @@ class Metrics:
             "Jobs given up after failing again and again.",
             registry=self.registry,
         )
+        self.ack_seconds = Histogram(
+            "approval_bot_ack_seconds",
+            "Time from a Slack request's arrival to its answer (Slack allows 3 s), by kind: "
+            "block_actions, view_submission, event_callback, command.",
+            ["kind"],
+            buckets=ACK_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.ack_round_trips = Histogram(
+            "approval_bot_ack_redis_round_trips",
+            "Redis round trips between a Slack request's arrival and its answer, by kind.",
+            ["kind"],
+            buckets=(0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20),
+            registry=self.registry,
+        )
         self.http_requests = Counter(
             "approval_bot_http_requests",
             "HTTP requests served, by route and status.",
@@ -111,6 +129,11 @@ class Metrics:
         status = "none" if error.status is None else str(error.status)
         self.upstream_errors.labels(error.service, status).inc()
         return error
+
+    def answered(self, kind: str, seconds: float, round_trips: int) -> None:
+        """A Slack request answered after ``seconds`` and ``round_trips`` to Redis."""
+        self.ack_seconds.labels(kind).observe(seconds)
+        self.ack_round_trips.labels(kind).observe(round_trips)
 
     def resumed(self, seconds: float, *, ok: bool) -> None:
         self.resume_seconds.labels("ok" if ok else "failed").observe(seconds)

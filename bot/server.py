@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 
+from bot.connections import counting
 from bot.services import Services
 
 logger = logging.getLogger(__name__)
@@ -31,8 +33,23 @@ async def slack_events(request: web.Request) -> web.Response:
     except ValueError as error:  # a body that is not the JSON or form Slack sends
         logger.warning("unparseable request to /slack/events: %s", error)
         return web.json_response({"error": "malformed request body"}, status=400)
-    bolt_response = await services.bolt.async_dispatch(bolt_request)
+    started = time.perf_counter()
+    with counting() as round_trips:
+        bolt_response = await services.bolt.async_dispatch(bolt_request)
+    services.metrics.answered(
+        _kind(bolt_request.body), time.perf_counter() - started, round_trips.count
+    )
     return await to_aiohttp_response(bolt_response)
+
+
+def _kind(body: dict[str, Any]) -> str:
+    """The kind of a Slack request, for the metrics' labels (a closed set)."""
+    kind = body.get("type")
+    if "command" in body:
+        return "command"
+    if kind in ("block_actions", "view_submission", "view_closed", "event_callback"):
+        return str(kind)
+    return "other"
 
 
 async def healthz(request: web.Request) -> web.Response:

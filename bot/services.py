@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-import redis.asyncio as redis
 from slack_bolt.async_app import AsyncApp
 
 from bot.assistant import Assistant
 from bot.audit import AuditLog
 from bot.config import BotConfig
+from bot.connections import open_redis
 from bot.console import Console
 from bot.directory import Directory
 from bot.gatekeeper import Gatekeeper
@@ -27,6 +27,7 @@ from bot.server_tools import load_server_tools, marked_names
 from bot.settings import Settings
 from bot.slack.adapter import SlackChat, make_web_client
 from bot.slack.app import build_bolt_app
+from bot.slack.background import Background
 from bot.store import Store
 from bot.sweeper import Sweeper
 from bot.tools import Tool
@@ -46,6 +47,7 @@ class Services:
     sweeper: Sweeper
     bolt: AsyncApp
     metrics: Metrics
+    background: Background
 
 
 @asynccontextmanager
@@ -64,7 +66,7 @@ async def open_services(
         url = settings.redis_url
         if url is None:
             url = await stack.enter_async_context(EmbeddedRedis(settings.data_dir))
-        client = redis.Redis.from_url(url, health_check_interval=30, socket_timeout=10)
+        client = open_redis(url, max_connections=settings.redis_max_connections)
         stack.push_async_callback(client.aclose)
         store = Store(client)
         if not await store.ping():
@@ -98,10 +100,12 @@ async def open_services(
         runner = AgentRunner(mistral, config, tools, server_tools, mcp_servers, metrics=metrics)
         assistant = Assistant(store, runner, chat, gatekeeper, jobs, metrics)
         console = Console(store, gatekeeper)
+        background = Background()
         bolt = build_bolt_app(
             assistant,
             console,
             chat,
+            background,
             signing_secret=settings.slack_signing_secret if verify_requests else None,
         )
         sweeper = Sweeper(client, assistant, settings.sweep_interval_s)
@@ -112,6 +116,8 @@ async def open_services(
         # (or hand them back to the other processes) while Redis and the MCP servers are up.
         stack.push_async_callback(jobs.close, settings.shutdown_grace_s)
         stack.push_async_callback(sweeper.close)
+        stack.push_async_callback(background.close, settings.shutdown_grace_s)
         yield Services(
-            settings, config, store, chat, assistant, console, jobs, sweeper, bolt, metrics
-        )
+            settings, config, store, chat, assistant, console, jobs, sweeper, bolt, metrics,
+            background,
+        )  # fmt: skip

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         default=None,
         description="redis://… of the Redis server; unset starts an embedded one (one instance)",
     )
+    redis_max_connections: int = Field(
+        default=50,
+        ge=4,
+        description="Redis connections one process may open; a request that finds none free "
+        "waits up to 5 s for one",
+    )
     data_dir: Path = Field(
         default=Path(".data"), description="where the embedded Redis keeps its data"
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import logging
 import subprocess
 import time
@@ -169,6 +171,9 @@ class BotUnderTest:
         return self.slack.messages[(APPROVALS, card_ts)]
 
     async def settled(self) -> None:
+        """Until no listener works after its ack and no job is queued or running."""
+        while not self.services.background.idle():
+            await asyncio.sleep(0.01)
         await self.services.jobs.idle()
 
     async def state_keys(self) -> list[str]:

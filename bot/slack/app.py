@@ -14,20 +14,27 @@ from bot.assistant import Assistant
 from bot.console import Console
 from bot.slack import listeners
 from bot.slack.adapter import SlackChat
+from bot.slack.background import Background
 
 logger = logging.getLogger(__name__)
 
 
 def build_bolt_app(
-    assistant: Assistant, console: Console, chat: SlackChat, *, signing_secret: str | None
+    assistant: Assistant,
+    console: Console,
+    chat: SlackChat,
+    background: Background,
+    *,
+    signing_secret: str | None,
 ) -> AsyncApp:
     """The Bolt app. ``signing_secret=None`` (Socket Mode) turns request signing off."""
     app = AsyncApp(
         client=chat.client,
         signing_secret=signing_secret or "",
         request_verification_enabled=signing_secret is not None,
-        # Listeners call ack() first; the slow work runs after the response is sent.
-        process_before_response=False,
+        # Each listener runs in a task and the response leaves at its ack() (see
+        # bot.slack.background); Bolt's own mode for this polls for the ack every 10 ms.
+        process_before_response=True,
         raise_error_for_unhandled_request=False,
     )
 
@@ -65,5 +72,5 @@ def build_bolt_app(
         await next()
         return None
 
-    listeners.register(app, assistant, console, chat)
+    listeners.register(app, assistant, console, chat, background)
     return app

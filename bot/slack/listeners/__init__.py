@@ -7,15 +7,20 @@ from slack_bolt.async_app import AsyncApp
 from bot.assistant import Assistant
 from bot.console import Console
 from bot.slack.adapter import SlackChat
+from bot.slack.background import Background
 from bot.slack.listeners import actions, commands, home, messages, views
 
 
-def register(app: AsyncApp, assistant: Assistant, console: Console, chat: SlackChat) -> None:
+def register(
+    app: AsyncApp, assistant: Assistant, console: Console, chat: SlackChat, background: Background
+) -> None:
+    """Every listener goes through ``background.after_ack``: answered at its ack."""
+
     async def refresh_home(user_id: str) -> None:
         await home.publish_home(console, chat, user_id)
 
-    messages.register(app, assistant)
-    actions.register(app, assistant, chat, refresh_home)
-    views.register(app, assistant, chat)
-    commands.register(app, console)
-    home.register(app, console, chat)
+    messages.register(app, assistant, background)
+    actions.register(app, assistant, chat, refresh_home, background)
+    views.register(app, assistant, chat, background)
+    commands.register(app, console, background)
+    home.register(app, console, chat, background)

@@ -33,6 +33,7 @@ from bot.errors import (
 from bot.policy import Gate
 from bot.slack import blocks
 from bot.slack.adapter import SlackChat
+from bot.slack.background import Background
 from bot.slack.edit_modal import edit_modal
 
 logger = logging.getLogger(__name__)
@@ -301,9 +302,15 @@ async def _answer(ack: AsyncAck, answered: bool) -> None:
 
 
 def register(
-    app: AsyncApp, assistant: Assistant, chat: SlackChat, refresh_home: HomeRefresh
+    app: AsyncApp,
+    assistant: Assistant,
+    chat: SlackChat,
+    refresh_home: HomeRefresh,
+    background: Background,
 ) -> None:
     for action_id, handle in HANDLERS.items():
-        app.action(action_id)(_listener(action_id, handle, assistant, chat, refresh_home))
+        listener = _listener(action_id, handle, assistant, chat, refresh_home)
+        app.action(action_id)(background.after_ack(listener))
     for pattern, handle in PATTERN_HANDLERS.items():
-        app.action(pattern)(_listener(pattern.pattern, handle, assistant, chat, refresh_home))
+        listener = _listener(pattern.pattern, handle, assistant, chat, refresh_home)
+        app.action(pattern)(background.after_ack(listener))

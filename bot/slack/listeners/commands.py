@@ -18,6 +18,7 @@ from bot.errors import NotAllowed
 from bot.mrkdwn import escape
 from bot.policy import Effect
 from bot.slack import console_blocks
+from bot.slack.background import Background
 from bot.slack.blocks import section
 
 logger = logging.getLogger(__name__)
@@ -75,8 +76,9 @@ async def _revoke(console: Console, user_id: str, grant_id: str) -> list[Block]:
     ]
 
 
-def register(app: AsyncApp, console: Console) -> None:
+def register(app: AsyncApp, console: Console, background: Background) -> None:
     @app.command(COMMAND)
+    @background.after_ack
     async def on_command(ack: AsyncAck, respond: AsyncRespond, body: dict[str, Any]) -> None:
         await ack()
         user = str(body.get("user_id") or "")

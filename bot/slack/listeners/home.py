@@ -11,6 +11,7 @@ from bot.console import Console
 from bot.errors import UpstreamError
 from bot.slack import console_blocks
 from bot.slack.adapter import SlackChat
+from bot.slack.background import Background
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,9 @@ async def publish_home(console: Console, chat: SlackChat, user_id: str) -> None:
         logger.error("App Home of %s not published: %r", user_id, error)
 
 
-def register(app: AsyncApp, console: Console, chat: SlackChat) -> None:
+def register(app: AsyncApp, console: Console, chat: SlackChat, background: Background) -> None:
     @app.event("app_home_opened")
+    @background.after_ack
     async def on_home_opened(event: dict[str, Any]) -> None:
         user = event.get("user")
         if event.get("tab", "home") != "home" or not isinstance(user, str):

@@ -15,6 +15,7 @@ from bot.approval import ThreadRef
 from bot.assistant import Assistant
 from bot.chat import IncomingMessage
 from bot.errors import UpstreamError
+from bot.slack.background import Background
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def _wanted(
     return message, True
 
 
-def register(app: AsyncApp, assistant: Assistant) -> None:
+def register(app: AsyncApp, assistant: Assistant, background: Background) -> None:
     @app.middleware
     async def accept_messages(
         body: dict[str, Any], context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
@@ -83,10 +84,12 @@ def register(app: AsyncApp, assistant: Assistant) -> None:
         return None
 
     @app.event("app_mention")
+    @background.after_ack
     async def on_mention(context: AsyncBoltContext) -> None:
         await _acknowledge(assistant, context)
 
     @app.event("message")
+    @background.after_ack
     async def on_message(context: AsyncBoltContext) -> None:
         await _acknowledge(assistant, context)
 

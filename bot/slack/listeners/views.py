@@ -15,6 +15,7 @@ from bot.editing import EditedArguments, NotEditable, edit_form, read_form
 from bot.errors import ApprovalError, NotAllowed, UpstreamError
 from bot.slack import blocks
 from bot.slack.adapter import SlackChat
+from bot.slack.background import Background
 from bot.slack.edit_modal import EDIT_MODAL, field_errors, submitted_values
 from bot.slack.listeners.actions import explain, summary, tell
 
@@ -63,12 +64,14 @@ def read_edit(
     return read_form(form, parameters, original, submitted_values(view))
 
 
-def register(app: AsyncApp, assistant: Assistant, chat: SlackChat) -> None:
+def register(app: AsyncApp, assistant: Assistant, chat: SlackChat, background: Background) -> None:
     @app.view(blocks.DENY_MODAL)
+    @background.after_ack
     async def on_deny_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         await deny_submitted(assistant, chat, ack, body, view)
 
     @app.view(EDIT_MODAL)
+    @background.after_ack
     async def on_edit_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         await edit_submitted(assistant, chat, ack, body, view)
 
