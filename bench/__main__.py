@@ -123,9 +123,7 @@ async def memory(stack: Stack, count: int = 100) -> dict[str, Any]:
             "approval_key_bytes": round(record),
             "approval_key_bytes_besides_arguments": round(record - arguments),
             "all_keys_per_request": round((used_after - used_before) / count),
-            "all_keys_besides_arguments": round(
-                (used_after - used_before) / count - arguments
-            ),
+            "all_keys_besides_arguments": round((used_after - used_before) / count - arguments),
         }
     return results
 
@@ -267,8 +265,8 @@ class Profiler:
 
     def __init__(self, pid: int, out: Path) -> None:
         self.process = subprocess.Popen(
-            ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
-             "--output", str(out), "--nonblocking"],
+            [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
+             "--format", "raw", "--rate", "200", "--output", str(out), "--nonblocking"],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -280,11 +278,15 @@ class Profiler:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M")}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "started": time.strftime("%Y-%m-%d %H:%M"),
+        "workers": args.workers,
+    }
     work = out / "work"
     shutil.rmtree(work, ignore_errors=True)
     if True:
-        async with running(work) as stack:
+        async with running(work, workers=args.workers) as stack:
             try:
                 await _phases(stack, args, results, out)
             except BaseException:
@@ -327,6 +329,12 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=1000, help="approval cycles (phase 2)")
     parser.add_argument("--rounds", type=int, default=2, help="bursts of 50 and of 200")
     parser.add_argument("--pending", type=int, default=10_000, help="pending approvals (4)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes beside the bot process (0: the bot process does everything)",
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the bot (phases 1-2)")
     args = parser.parse_args()
     results = asyncio.run(run(args))

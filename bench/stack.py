@@ -87,8 +87,10 @@ class Stack:
 
 
 @asynccontextmanager
-async def running(directory: Path, **bot_environment: str) -> AsyncIterator[Stack]:
-    """Start everything; stop everything when the block ends."""
+async def running(directory: Path, *, workers: int = 1) -> AsyncIterator[Stack]:
+    """Start everything; stop everything when the block ends. ``workers``: processes that
+    run the queued work (``approval-bot worker``) while the bot process only answers Slack;
+    0: the bot process does everything."""
     directory.mkdir(parents=True, exist_ok=True)
     server = BenchRedis(directory / "redis")
     await server.start()
@@ -112,10 +114,12 @@ async def running(directory: Path, **bot_environment: str) -> AsyncIterator[Stac
                 "BOT_CONFIG": str(config),
                 # the benchmark sweeps itself, when it measures a sweep
                 "SWEEP_INTERVAL_S": "3600",
-                **bot_environment,
+                "RUN_JOBS": "false" if workers else "true",
             }
             fleet = Fleet(bots, environment, SIGNING_SECRET, slack)
             bot = await fleet.start("bench")
+            for number in range(workers):
+                await fleet.start(f"worker-{number}", "worker")
             floor_port = free_port()
             with (directory / "floor.log").open("ab") as log:
                 floor = subprocess.Popen(

@@ -18,6 +18,7 @@ from mistralai.extra.exceptions import (
     DeferredToolCallsException,
 )
 
+from bot import stored_deferral
 from bot.errors import AlreadyDecided, NotAllowed
 from bot.policy import Approvers, Gate
 
@@ -446,7 +447,11 @@ class ApprovalRequest:
         data = asdict(self)
         data["calls"] = [_call_to_dict(call) for call in self.calls]
         data["decisions"] = [d.to_dict() for d in self.decisions]
+        data["deferral"] = stored_deferral.compact(self.deferral, self._argument_texts())
         return json.dumps(data, ensure_ascii=False)
+
+    def _argument_texts(self) -> dict[str, str]:
+        return {call.tool_call_id: call.arguments for call in self.calls}
 
     @classmethod
     def from_json(cls, text: str) -> ApprovalRequest:
@@ -468,7 +473,9 @@ class ApprovalRequest:
             requester=Requester(**data["requester"]),
             conversation_id=data["conversation_id"],
             calls=calls,
-            deferral=data["deferral"],
+            deferral=stored_deferral.expand(
+                data["deferral"], {call.tool_call_id: call.arguments for call in calls}
+            ),
             approvals_channel=data["approvals_channel"],
             created_at=data["created_at"],
             decisions=decisions,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -152,11 +152,16 @@ class Assistant:
         """Run one durable job (see bot.jobs); raising leaves it to be retried."""
         if job.kind is Kind.RESUME:
             await self._resume_job(job.target)
+        elif job.kind is Kind.ANNOUNCE:
+            await self.announce_job(job)
         else:
             await self._thread_job(job.target)
 
     async def give_up(self, job: Job) -> None:
         """A job failed again and again (a bug): free the thread, let people retry by hand."""
+        if job.kind is Kind.ANNOUNCE:
+            logger.error("approval %s: its decision could not be announced", job.target)
+            return
         if job.kind is Kind.RESUME:
             request = await self.store.get_approval(job.target)
             bind(**_request_fields(request))
@@ -434,15 +439,16 @@ class Assistant:
             gate = choice.request.calls[choice.calls[0]].gate if len(choice.calls) == 1 else None
             if gate is None or not gate.grantable or grant_s not in gate.grant_durations_s:
                 raise NotAllowed(approval_id, user_id, "That grant is not offered for this call.")
+        events = {"counted": "approval_counted", "decided": "approved"}
         cast = await self.store.cast(
             choice.request,
             Action.APPROVE,
             Decision(Status.APPROVED, user_id, time.time()),
             choice.calls,
             revision=revision,
+            announcement=_announcement(choice.calls, user_id, events, grant_s=grant_s),
         )
         self._refuse_if_nothing_changed(cast, user_id)
-        events = {"counted": "approval_counted", "decided": "approved"}
         return _decided(cast, choice, user_id, events, grant_s=grant_s)
 
     async def deny(
@@ -452,14 +458,16 @@ class Assistant:
         call, whatever its quorum."""
         choice = await self.may_decide(approval_id, user_id, call, voting=False)
         reason = (reason or "").strip() or None
+        events = {"decided": "denied"}
         cast = await self.store.cast(
             choice.request,
             Action.DENY,
             Decision(Status.DENIED, user_id, time.time(), reason),
             choice.calls,
+            announcement=_announcement(choice.calls, user_id, events, reason=reason),
         )
         self._refuse_if_nothing_changed(cast, user_id)
-        return _decided(cast, choice, user_id, {"decided": "denied"}, reason=reason)
+        return _decided(cast, choice, user_id, events, reason=reason)
 
     async def edit(
         self, approval_id: str, user_id: str, call: int, edited: EditedArguments, revision: int
@@ -476,6 +484,7 @@ class Assistant:
             user_id,
             time.time(),
         )
+        events = {"decided": "edited_approved", "counted": "edited"}
         cast = await self.store.cast(
             choice.request,
             Action.EDIT,
@@ -483,9 +492,9 @@ class Assistant:
             [call],
             revision=revision,
             edit=edit,
+            announcement=_announcement([call], user_id, events, edit=edit),
         )
         self._refuse_if_nothing_changed(cast, user_id)
-        events = {"decided": "edited_approved", "counted": "edited"}
         return _decided(cast, choice, user_id, events, edit=edit)
 
     def _refuse_if_nothing_changed(self, cast: Cast, user_id: str) -> None:
@@ -498,9 +507,36 @@ class Assistant:
         decision = request.decisions[next(iter(cast.outcomes))]
         raise AlreadyDecided(request.id, decision.status.value, decision.user_id or None)
 
+    async def announce_job(self, job: Job) -> None:
+        """The announce job a recorded decision enqueued (store.cast): announce it, with the
+        request as it is now."""
+        data = json.loads(job.fields["data"])
+        outcomes = dict(zip(data["calls"], json.loads(job.fields["outcomes"]), strict=True))
+        try:
+            request = await self.store.get_approval(job.target)
+        except ApprovalNotFound:
+            logger.warning("approval %s is gone; its decision is not announced", job.target)
+            return
+        edit = data.get("edit")
+        await self.announce(
+            Decided(
+                request,
+                [index for index, what in outcomes.items() if what == "decided"],
+                [index for index, what in outcomes.items() if what == "counted"],
+                [],
+                user_id=data["user_id"],
+                events=data["events"],
+                reason=data.get("reason"),
+                edit=Edit.from_dict(edit) if edit else None,
+                grant_s=data.get("grant_s"),
+                complete=job.fields.get("complete") == "1",
+            )
+        )
+
     async def announce(self, decided: Decided) -> None:
-        """After Slack is answered: audit a recorded decision, create its grant, and show it
-        (the card, or the requester's thread when it completed the request)."""
+        """Audit a recorded decision, create its grant, and show it (the card, or the
+        requester's thread when it completed the request). Run by the announce job that
+        recording the decision enqueued, whichever process takes it."""
         with _about_request(decided.request, user=decided.user_id or None):
             self._count_decisions(decided)
             await self._announce(decided)
@@ -720,6 +756,26 @@ class Assistant:
         except (UpstreamError, RedisError, OSError) as error:
             logger.error("call failed, continuing: %r", error)
             return None
+
+
+def _announcement(
+    calls: Sequence[int],
+    user_id: str,
+    events: dict[str, str],
+    *,
+    reason: str | None = None,
+    edit: Edit | None = None,
+    grant_s: int | None = None,
+) -> dict[str, Any]:
+    """What the announce job needs besides the request (see :meth:`Assistant.announce_job`)."""
+    return {
+        "calls": list(calls),
+        "user_id": user_id,
+        "events": events,
+        "reason": reason,
+        "edit": edit.to_dict() if edit else None,
+        "grant_s": grant_s,
+    }
 
 
 def _decided(

@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="HTTP mode: serve POST /slack/events on $PORT")
     commands.add_parser("socket", help="Socket Mode: connect out to Slack (needs SLACK_APP_TOKEN)")
+    commands.add_parser(
+        "worker",
+        help="run queued work (conversations, resumes) and sweeps, for `serve` processes with "
+        "RUN_JOBS=false; serves /healthz, /readyz and /metrics on $PORT",
+    )
     check = commands.add_parser("check", help="validate the config file and its tools, then exit")
     check.add_argument("file", nargs="?", type=Path, help="config file (default: $BOT_CONFIG)")
     policy_cli.add_parser(commands)
@@ -59,17 +64,29 @@ def _configure_logging(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format, settings.secrets)
 
 
-async def _serve(settings: Settings, config: BotConfig, tools: list[Tool]) -> None:
+async def _serve(
+    settings: Settings, config: BotConfig, tools: list[Tool], *, worker: bool = False
+) -> None:
     from bot.server import build_web_app
 
-    app = build_web_app(lambda: open_services(settings, config, tools))
-    runner = web.AppRunner(app, handle_signals=False)
+    app = build_web_app(
+        lambda: open_services(
+            settings, config, tools, start_background=worker or settings.run_jobs
+        ),
+        answer_slack=not worker,
+    )
+    # no access log: a line per request costs more than the request (see the metrics)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "0.0.0.0", settings.port)
     await site.start()
-    logger.info(
-        "serving POST /slack/events, /healthz, /readyz and /metrics on port %d", settings.port
+    routes = (
+        "/healthz, /readyz and /metrics"
+        if worker
+        else "POST /slack/events, /healthz, /readyz and /metrics"
     )
+    work = "runs queued work" if worker or settings.run_jobs else "leaves queued work to workers"
+    logger.info("serving %s on port %d; %s", routes, settings.port, work)
     try:
         await _until_signalled()
     finally:
@@ -138,9 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{settings.bot_config if args.file is None else args.file}: OK (tools: {names})")
         return 0
     try:
-        asyncio.run(
-            _serve(settings, config, tools) if mode == "serve" else _socket(settings, config, tools)
-        )
+        if mode == "socket":
+            asyncio.run(_socket(settings, config, tools))
+        else:
+            asyncio.run(_serve(settings, config, tools, worker=mode == "worker"))
     except ConfigError as error:
         print(error.render(), file=sys.stderr)
         return EXIT_CONFIG

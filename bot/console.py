@@ -10,15 +10,16 @@ from dataclasses import dataclass, field
 from bot.approval import ApprovalRequest
 from bot.errors import AlreadyDecided, NotAllowed
 from bot.gatekeeper import Gatekeeper
-from bot.policy import Effect, Grant, Override, Policy
+from bot.policy import Effect, Gate, Grant, Override, Policy
 from bot.store import Store
 
 ADMINS_ONLY = "Only admins can change the policy or revoke grants."
 
-#: How many pending requests one screen lists, and how many it looks through for the
-#: ones a person can decide.
+#: How many pending requests one screen lists, and how many one page of a person's queue
+#: looks through (read from Redis in batches) for the ones they can decide.
 PAGE_SIZE = 20
 SCAN_LIMIT = 500
+SCAN_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,11 @@ class Page:
     total: int
     #: for a person's queue: the calls of each request (by id) they may decide
     calls: dict[str, list[int]] = field(default_factory=dict)
+    #: for a person's queue: where in the pending list this page and the next one start
+    #: (None: nothing after this page)
+    start: int = 0
+    next_start: int | None = None
+    positions: dict[str, int] = field(default_factory=dict)  # request id -> index in the list
 
     def calls_of(self, request: ApprovalRequest) -> list[int]:
         return self.calls.get(request.id, request.undecided)
@@ -54,29 +60,51 @@ class Console:
         ids = await self.store.pending_ids(0, limit - 1)
         return Page(await self.store.get_approvals(ids), await self.store.pending_count())
 
-    async def actionable(self, user_id: str, limit: int = PAGE_SIZE) -> Page:
-        """Undecided requests ``user_id`` can decide now (not their own, not voted on)."""
-        ids = await self.store.pending_ids(0, SCAN_LIMIT - 1)
+    async def actionable(self, user_id: str, start: int = 0, limit: int = PAGE_SIZE) -> Page:
+        """Undecided requests ``user_id`` can decide now (not their own, not voted on),
+        oldest first, from position ``start`` of the pending list on: the first ``limit``
+        found among at most ``SCAN_LIMIT`` requests. ``total``: every pending request."""
+        pending = await self.store.pending_count()
+        end = min(start + SCAN_LIMIT, pending)
+        deciders: dict[Gate, set[str]] = {}  # one lookup per gate, not per request
         found: list[ApprovalRequest] = []
         calls: dict[str, list[int]] = {}
-        total = 0
-        for request in await self.store.get_approvals(ids):
-            mine = await self.decidable(request, user_id)
-            if not mine:
-                continue
-            total += 1
-            if len(found) < limit:
-                found.append(request)
-                calls[request.id] = mine
-        return Page(found, total, calls)
+        positions: dict[str, int] = {}
+        position = start
+        while position < end and len(found) < limit:
+            ids = await self.store.pending_ids(position, min(position + SCAN_BATCH, end) - 1)
+            if not ids:
+                break
+            requests = {request.id: request for request in await self.store.get_approvals(ids)}
+            for approval_id in ids:
+                position += 1
+                request = requests.get(approval_id)
+                mine = await self.decidable(request, user_id, deciders) if request else []
+                if request is not None and mine:
+                    found.append(request)
+                    calls[request.id] = mine
+                    positions[request.id] = position - 1
+                    if len(found) == limit:
+                        break
+        more = position if position < pending else None
+        return Page(found, pending, calls, start=start, next_start=more, positions=positions)
 
-    async def decidable(self, request: ApprovalRequest, user_id: str) -> list[int]:
-        """The waiting calls of ``request`` that ``user_id`` may decide now."""
+    async def decidable(
+        self,
+        request: ApprovalRequest,
+        user_id: str,
+        deciders: dict[Gate, set[str]] | None = None,
+    ) -> list[int]:
+        """The waiting calls of ``request`` that ``user_id`` may decide now; ``deciders``:
+        who may decide each gate, as far as known (filled in as gates are looked up)."""
+        known = {} if deciders is None else deciders
         calls: list[int] = []
         for index in request.undecided:
             gate = request.calls[index].gate
             try:
-                approvers = await self.directory.deciders(gate) if gate else set()
+                if gate is not None and gate not in known:
+                    known[gate] = await self.directory.deciders(gate)
+                approvers = known[gate] if gate is not None else set()
                 request.check_may_decide(user_id, index, approvers)
             except (NotAllowed, AlreadyDecided):
                 continue

@@ -18,8 +18,8 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
@@ -38,6 +38,7 @@ MAX_DELIVERIES: Final = 5
 class Kind(StrEnum):
     RESUME = "resume"  # target: an approval id; resume its conversation with the decision
     THREAD = "thread"  # target: a thread key; run the thread's queued messages
+    ANNOUNCE = "announce"  # target: an approval id; audit and show a decision (its fields)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Job:
     kind: Kind
     target: str
     deliveries: int = 1  # 1 the first time; more when claimed from a process that died
+    fields: Mapping[str, str] = field(default_factory=dict)  # the entry's other fields
 
     @property
     def reclaimed(self) -> bool:
@@ -305,7 +307,8 @@ def _text(value: Any) -> str:
 
 def _job(entry_id: Any, fields: dict[Any, Any], deliveries: int) -> Job:
     data = {_text(k): _text(v) for k, v in fields.items()}
-    return Job(_text(entry_id), Kind(data["kind"]), data["target"], deliveries)
+    kind, target = Kind(data.pop("kind")), data.pop("target")
+    return Job(_text(entry_id), kind, target, deliveries, data)
 
 
 def _about(job: Job) -> tuple[str, str, str]:

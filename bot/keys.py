@@ -13,7 +13,8 @@ PREFIX: Final = "approval-bot"
 #: Schema version written into every stored approval; older versions stay readable.
 #: 1: one approvals channel. 2: a policy gate (approvers, quorum), votes, per-call verdicts.
 #: 3: a gate, votes and a decision per call (field ``decisions``), edits, a ``revision``.
-SCHEMA_VERSION: Final = 3
+#: 4: the deferral stored with each call's arguments once (bot.stored_deferral).
+SCHEMA_VERSION: Final = 4
 
 # -- approvals -------------------------------------------------------------------------------
 #: Hash: one approval request (its metadata, the serialized deferral, the decision).

@@ -102,8 +102,11 @@ async def count_requests(
 
 def build_web_app(
     open_services: Callable[[], AbstractAsyncContextManager[Services]],
+    *,
+    answer_slack: bool = True,
 ) -> web.Application:
-    """The aiohttp application; ``open_services`` is entered on start-up, left on shutdown."""
+    """The aiohttp application; ``open_services`` is entered on start-up, left on shutdown.
+    ``answer_slack=False`` (a worker): no /slack/events, only health and metrics."""
     app = web.Application(client_max_size=2 * 1024**2, middlewares=[count_requests])
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -112,7 +115,8 @@ def build_web_app(
             yield
 
     app.cleanup_ctx.append(services_ctx)
-    app.router.add_post("/slack/events", slack_events)
+    if answer_slack:
+        app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

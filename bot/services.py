@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp
 
 from bot.assistant import Assistant
@@ -72,10 +73,13 @@ async def open_services(
         if not await store.ping():
             logger.warning("Redis at %s is not answering; /readyz fails until it does", url)
 
+        slack_session = aiohttp.ClientSession()
+        stack.push_async_callback(slack_session.close)
         mistral = make_client(settings)
         await stack.enter_async_context(mistral)
         chat = SlackChat(
-            make_web_client(settings.slack_bot_token or "", settings.slack_api_url), metrics
+            make_web_client(settings.slack_bot_token or "", settings.slack_api_url, slack_session),
+            metrics,
         )
         jobs = JobQueue(
             client,

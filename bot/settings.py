@@ -11,11 +11,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.errors import ConfigError
 from bot.logs import LogFormat
 
-Mode = Literal["serve", "socket", "check"]
+Mode = Literal["serve", "socket", "worker", "check"]
 
 #: What each mode cannot run without.
 _REQUIRED: dict[str, tuple[str, ...]] = {
     "serve": ("slack_bot_token", "slack_signing_secret", "mistral_api_key"),
+    "worker": ("slack_bot_token", "mistral_api_key"),
     "socket": ("slack_bot_token", "slack_app_token", "mistral_api_key"),
     "check": (),
 }
@@ -72,6 +73,12 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, gt=0, lt=65536, description="HTTP port of `serve`")
     worker_concurrency: int = Field(
         default=16, gt=0, description="conversations the process runs at once"
+    )
+    run_jobs: bool = Field(
+        default=True,
+        description="whether `serve` also runs the queued work (conversations, resumes) and "
+        "the sweeps; false leaves it to `approval-bot worker` processes, so that the process "
+        "answering Slack does nothing else",
     )
     job_lease_s: int = Field(
         default=30,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Final
@@ -37,7 +37,8 @@ CAST_SCRIPT: Final = """
 -- KEYS[1]: the approval hash
 -- KEYS[2]: the pending sorted set
 -- KEYS[3], KEYS[4], KEYS[5]: the expiring, reminders and cards-due sorted sets
--- KEYS[6]: the jobs stream (the vote that completes the request enqueues its resume)
+-- KEYS[6]: the jobs stream: a vote that changed something enqueues its announcement (the
+--          audit, the card), and the vote that completes the request its resume
 -- ARGV[1]: approval id
 -- ARGV[2]: what the vote does: 'approve' (one approval towards each call's quorum),
 --          'deny' (a veto: decides each call at once) or 'edit' (new arguments for one
@@ -48,6 +49,8 @@ CAST_SCRIPT: Final = """
 -- ARGV[6]: with 'edit', the edit as JSON text (stored as is: cjson would round its numbers)
 -- ARGV[7]: the calls' decisions as the caller read them, used when the hash has none yet
 --          (a request stored by a bot version before per-call decisions)
+-- ARGV[8]: the announcement's data, JSON (who, why, the audit events; see
+--          Assistant.announce_job), or '' to announce nothing
 -- returns {'missing'} | {'decided', status, decision JSON} (the request was decided before)
 --       | {'stale', revision} (someone edited the arguments since the voter looked)
 --       | {'cast', outcomes JSON, decisions JSON, request status}
@@ -123,6 +126,14 @@ end
 local encoded = cjson.encode(decisions)
 if changed then
   redis.call('HSET', KEYS[1], 'decisions', encoded)
+end
+if changed and ARGV[8] ~= '' then
+  local complete = '0'
+  if final ~= 'pending' then
+    complete = '1'
+  end
+  redis.call('XADD', KEYS[6], '*', 'kind', 'announce', 'target', ARGV[1], 'at', vote.at,
+    'data', ARGV[8], 'outcomes', cjson.encode(outcomes), 'complete', complete)
 end
 if final ~= 'pending' then
   local decision = cjson.encode({status = final, user_id = vote.user_id, at = vote.at})
@@ -385,12 +396,15 @@ class Store:
         *,
         revision: int | None = None,
         edit: Edit | None = None,
+        announcement: Mapping[str, Any] | None = None,
     ) -> Cast:
         """One person's approval, veto or edit of ``calls`` (indices into ``request.calls``).
 
         Atomic however many people click at once: each approver counts once per call, exactly
         one vote decides each call, and exactly one vote completes the request. ``revision``:
         the card the person saw; a vote on arguments edited since is refused (StaleCard).
+        ``announcement``: enqueued with the vote, as an announce job, if the vote changed
+        anything (so that an answered click is always audited and shown).
         Raises AlreadyDecided, ApprovalNotFound or StaleCard.
         """
         targets = [[index, _quorum(request, index)] for index in calls]
@@ -404,6 +418,7 @@ class Store:
                 "" if revision is None else str(revision),
                 json.dumps(edit.to_dict(), ensure_ascii=False) if edit else "",
                 json.dumps([d.to_dict() for d in request.decisions], ensure_ascii=False),
+                json.dumps(announcement, ensure_ascii=False) if announcement else "",
             ],
         )
         outcome = [_text(part) for part in result]

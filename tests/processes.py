@@ -117,14 +117,14 @@ class Fleet:
     workspace: SlackStandIn | None = None
     bots: list[BotProcess] = field(default_factory=list)
 
-    async def start(self, name: str, **overrides: str) -> BotProcess:
+    async def start(self, name: str, command: str = "serve", **overrides: str) -> BotProcess:
         """Start a bot process and wait until it is ready (its /readyz answers 200)."""
-        bot = self.spawn(name, **overrides)
+        bot = self.spawn(name, command, **overrides)
         await bot.wait_ready()
         return bot
 
-    def spawn(self, name: str, **overrides: str) -> BotProcess:
-        """Start a bot process without waiting for it."""
+    def spawn(self, name: str, command: str = "serve", **overrides: str) -> BotProcess:
+        """Start a bot process (``python -m bot <command>``) without waiting for it."""
         port = free_port()
         inherited = {k: v for k, v in os.environ.items() if k not in _SETTINGS}
         environment = {
@@ -139,7 +139,7 @@ class Fleet:
         with log_path.open("ab") as log:
             # cwd: an empty directory, so that no .env of a developer's checkout is read
             process = subprocess.Popen(
-                [sys.executable, "-m", "bot", "serve"],
+                [sys.executable, "-m", "bot", command],
                 cwd=self.directory,
                 env=environment,
                 stdout=log,

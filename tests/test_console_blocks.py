@@ -268,7 +268,17 @@ def actionable(count: int = 20, total: int = 500) -> Page:
         approval(n, requester=f"UREQ{n}", card_link=link(n) if n % 2 else None)
         for n in range(count)
     ]
-    return Page(requests, total)
+    more = count if total > count else None
+    positions = {request.id: n for n, request in enumerate(requests)}
+    return Page(requests, total, next_start=more, positions=positions)
+
+
+def page_buttons(result: list[dict[str, Any]]) -> dict[str, str]:
+    """The App Home's page buttons: their text -> value."""
+    for block in result:
+        if block.get("block_id") == console_blocks.HOME_PAGE:
+            return {e["text"]["text"]: e["value"] for e in block["elements"]}
+    return {}
 
 
 def recent() -> list[ApprovalRequest]:
@@ -290,8 +300,10 @@ def test_home_of_an_approver_with_twenty_of_500_requests_to_decide() -> None:
     result = home(console_blocks.home_view("UMANAGER", actionable(), recent(), False))
     text = texts(result)
     assert result[0]["type"] == "header" and result[0]["text"]["text"] == "Approvals"
-    assert "*Waiting for your decision* (500)" in text
+    assert "*Waiting for your decision* (500 pending in all)" in text
     actions = [block for block in result if block["type"] == "actions"]
+    assert actions[-1]["block_id"] == console_blocks.HOME_PAGE
+    actions = actions[:-1]
     assert [block["block_id"] for block in actions] == [f"{n:024x}.0.r0" for n in range(20)]
     for n, block in enumerate(actions):
         found = {element["text"]["text"]: element for element in block["elements"]}
@@ -302,7 +314,7 @@ def test_home_of_an_approver_with_twenty_of_500_requests_to_decide() -> None:
         assert found["Deny"]["action_id"] == blocks.DENY
     assert "for <@UREQ0>, asked" in text and "for <@UREQ19>, asked" in text
     assert "\n*Who can decide:* members of <#C0APPROVALS>, not the requester" in text
-    assert "…and 480 more." in text
+    assert page_buttons(result) == {"Next page ›": "20"}
 
 
 def test_home_lists_recent_requests_with_their_outcomes() -> None:
@@ -366,17 +378,27 @@ def test_home_with_many_long_recent_requests_stays_within_100_blocks() -> None:
     many = [approval(1000 + n, tools=tools, card_link=link(n)) for n in range(50)]
     result = home(console_blocks.home_view("UMANAGER", actionable(20, 10_000), many, True))
     text = texts(result)
-    assert "…and 9980 more." in text
+    assert page_buttons(result) == {"Next page ›": "20"}
     assert result[-1]["type"] == "context"
     assert "You are an admin" in result[-1]["elements"][0]["text"]
     assert re.search(r"`tool_0_(&amp;){93}`", text)  # cut at 100 characters, then escaped
 
 
-def test_home_counts_the_requests_it_could_not_show() -> None:
+def test_a_home_page_cut_short_goes_on_with_the_first_request_it_did_not_show() -> None:
     result = home(console_blocks.home_view("UMANAGER", actionable(50, 50), [], False))
-    shown = sum(block["type"] == "actions" for block in result)
+    shown = sum(block["type"] == "actions" for block in result) - 1  # less the page buttons
     assert shown < 50
-    assert f"…and {50 - shown} more." in texts(result)
+    assert page_buttons(result) == {"Next page ›": str(shown)}
+
+
+def test_a_later_home_page_leads_back_to_the_first() -> None:
+    last = replace(actionable(5, 25), start=20, next_start=None)
+    result = home(console_blocks.home_view("UMANAGER", last, [], False))
+    assert page_buttons(result) == {"« First page": "0"}
+    empty = Page([], 25, start=20)
+    result = home(console_blocks.home_view("UMANAGER", empty, [], False))
+    assert "Nothing more is waiting for your decision." in texts(result)
+    assert page_buttons(result) == {"« First page": "0"}
 
 
 def test_home_gives_buttons_only_for_the_calls_the_person_may_decide() -> None:

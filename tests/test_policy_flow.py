@@ -478,7 +478,7 @@ async def test_app_home_shows_an_approver_what_they_can_decide_with_working_butt
 
     home = await open_home(bot, CFO)
     assert home["type"] == "home"
-    assert "Waiting for your decision* (1)" in all_text(home)
+    assert "Waiting for your decision* (1 pending in all)" in all_text(home)
     assert button_value(home, "approval_approve") == approval_id
 
     await bot.send.home_click("approval_approve", approval_id, user=CFO)
@@ -488,6 +488,43 @@ async def test_app_home_shows_an_approver_what_they_can_decide_with_working_butt
         lambda a: a["user_id"] == CFO and "Nothing is waiting" in all_text(a["view"]),
     )
     assert refreshed["view"]["type"] == "home"
+
+
+async def test_app_home_pages_through_a_long_queue(bot: BotUnderTest) -> None:
+    for n in range(23):
+        await bot.send.mention(f"buy laptops for {900 + n}")
+    await wait_until_pending(bot, 23)
+
+    first = await open_home(bot, CFO)
+    approve = [
+        b for b in first["blocks"] if b["type"] == "actions" and b["block_id"] != "home_page"
+    ]
+    assert len(approve) == 20
+    pages = next(b for b in first["blocks"] if b.get("block_id") == "home_page")
+    assert [(e["text"]["text"], e["value"]) for e in pages["elements"]] == [("Next page ›", "20")]
+
+    published = bot.slack.count("views.publish")
+    await bot.send.home_click("home_page", "20", user=CFO, block_id="home_page")
+    await bot.slack.wait_for(
+        "views.publish", lambda _: bot.slack.count("views.publish") > published
+    )
+    second = bot.slack.calls_to("views.publish")[-1]["view"]
+    shown = [b for b in second["blocks"] if b["type"] == "actions" and b["block_id"] != "home_page"]
+    assert len(shown) == 3
+    assert {b["block_id"] for b in shown}.isdisjoint({b["block_id"] for b in approve})
+    pages = next(b for b in second["blocks"] if b.get("block_id") == "home_page")
+    assert [(e["text"]["text"], e["value"]) for e in pages["elements"]] == [("« First page", "0")]
+
+
+async def wait_until_pending(bot: BotUnderTest, count: int) -> None:
+    async def enough() -> bool:
+        return int(await bot.redis.zcard(keys.PENDING_ZSET)) >= count
+
+    for _ in range(400):
+        if await enough():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fewer than {count} requests pending")
 
 
 async def test_app_home_shows_a_requester_their_requests_and_outcomes(

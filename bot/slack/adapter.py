@@ -26,10 +26,16 @@ from bot.slack import blocks
 logger = logging.getLogger(__name__)
 
 
-def make_web_client(token: str, base_url: str) -> AsyncWebClient:
-    """The Web API client: retries 429s (honouring Retry-After), 5xx and dropped connections."""
+def make_web_client(
+    token: str, base_url: str, session: aiohttp.ClientSession | None = None
+) -> AsyncWebClient:
+    """The Web API client: retries 429s (honouring Retry-After), 5xx and dropped connections.
+
+    ``session``: connections kept alive across calls (without one, slack_sdk opens a session,
+    and a TCP connection, for every call)."""
     return AsyncWebClient(
         token=token,
+        session=session,
         base_url=base_url if base_url.endswith("/") else base_url + "/",
         timeout=15,
         retry_handlers=[

@@ -8,6 +8,7 @@ from typing import Final
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
+    ButtonElement,
     ContextBlock,
     DividerBlock,
     HeaderBlock,
@@ -34,6 +35,8 @@ from bot.slack.blocks import (
 MAX_HOME_BLOCKS: Final = 100
 #: Calls of one request given buttons on the App Home; the card has the rest.
 MAX_HOME_CALLS: Final = 3
+#: The App Home's page buttons; the value is where in the pending list the page starts.
+HOME_PAGE: Final = "home_page"
 
 HELP: Final = """\
 *`/approvals`* — the approval bot's controls
@@ -149,19 +152,21 @@ def home_view(
 ) -> View:
     """What ``user_id`` can decide now (with the cards' buttons), then their own requests."""
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text="Approvals"))]
+    shown = 0
     if actionable.requests:
-        blocks.append(section(f"*Waiting for your decision* ({actionable.total})"))
-        shown = 0
+        blocks.append(section(f"*Waiting for your decision* ({actionable.total} pending in all)"))
         for request in actionable.requests:
             blocks += _queue_blocks(request, actionable.calls_of(request))
             shown += 1
             if len(blocks) > MAX_HOME_BLOCKS - 20:
                 break
-        if actionable.total > shown:
-            more = actionable.total - shown
-            blocks.append(ContextBlock(elements=[_context(f"…and {more} more.")]))
+    elif actionable.start:
+        blocks.append(section("Nothing more is waiting for your decision."))
     else:
         blocks.append(section("Nothing is waiting for your decision."))
+    pages = _page_buttons(actionable, shown)
+    if pages:
+        blocks.append(ActionsBlock(block_id=HOME_PAGE, elements=pages))
     blocks.append(DividerBlock())
     blocks.append(section("*Your recent requests*"))
     if recent:
@@ -174,6 +179,21 @@ def home_view(
         tip += " You are an admin: `/approvals require|allow|reset <tool>`, `revoke <id>`."
     blocks.append(ContextBlock(elements=[_context(tip)]))
     return View(type="home", blocks=blocks[:MAX_HOME_BLOCKS])
+
+
+def _page_buttons(page: Page, shown: int) -> list[ButtonElement]:
+    """First page and Next page, as far as there are other pages. A page cut short by Block
+    Kit's limits goes on, on the next page, with the first request it did not show."""
+    buttons = []
+    if page.start:
+        first = ButtonElement(text="« First page", action_id=f"{HOME_PAGE}_first", value="0")
+        buttons.append(first)
+    after = page.next_start
+    if shown < len(page.requests):
+        after = page.positions.get(page.requests[shown].id, after)
+    if after is not None:
+        buttons.append(ButtonElement(text="Next page ›", action_id=HOME_PAGE, value=str(after)))
+    return buttons
 
 
 def _queue_blocks(request: ApprovalRequest, calls: Sequence[int]) -> list[Block]:

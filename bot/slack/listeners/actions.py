@@ -1,9 +1,10 @@
 """Buttons: Approve, Approve for…, Edit, Deny (per call), Approve all, Deny all, Show full
 arguments, Retry.
 
-A decision is recorded in Redis (with its resume job, when it completes the request) before
-Slack is answered, so an answered click is never lost; the card, the audit and any note to
-the clicker come after. Buttons that open a modal answer first (their trigger expires in 3
+A decision is recorded in Redis before Slack is answered, with an announce job (the audit
+and the card, run by whichever process takes it) and, when it completes the request, its
+resume job: an answered click is never lost, and nothing slow stands between the click and
+its answer. Buttons that open a modal answer first (their trigger expires in 3
 seconds). A button's value is only the request id; the call and the card's revision are in
 its block id.
 """
@@ -132,7 +133,8 @@ async def tell(chat: SlackChat, user: str, channel: str | None, text: str) -> No
         logger.error("could not tell %s %r: %r", user, text, error)
 
 
-#: Does what a button asks; a decision it recorded is returned, to announce after the ack.
+#: Does what a button asks; a decision it recorded is returned (to note, after the ack, the
+#: calls it left to others; its announce job audits and shows it).
 Handler = Callable[[Assistant, SlackChat, Click], Awaitable[Decided | None]]
 
 
@@ -285,8 +287,7 @@ def _listener(
             await tell(chat, click.user_id, click.channel_id, failed)
         else:
             await _answer(ack, answer_first)
-        if decided is not None:
-            await assistant.announce(decided)
+        if decided is not None:  # its audit and card: the announce job it enqueued
             left = summary(decided)
             if left:
                 await tell(chat, click.user_id, click.channel_id, left)

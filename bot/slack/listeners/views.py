@@ -102,7 +102,6 @@ async def deny_submitted(
     if decided is None:
         return
     logger.info("approval %s: %s denied by %s", approval_id, decided.decided, user)
-    await assistant.announce(decided)
     left = summary(decided)
     if left:
         await tell(chat, user, decided.request.approvals_channel, left)
@@ -139,7 +138,7 @@ async def edit_submitted(
         deciding = assistant.edit(approval_id, user, call, result, revision)
     else:  # nothing changed: an approval of the arguments as they are
         deciding = assistant.approve(approval_id, user, call=call, revision=revision)
-    decided = await _record(
+    await _record(
         ack,
         chat,
         user,
@@ -147,8 +146,6 @@ async def edit_submitted(
         deciding,
         lambda: _known(request.approvals_channel),
     )
-    if decided is not None:
-        await assistant.announce(decided)
 
 
 async def _record(
