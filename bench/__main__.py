@@ -276,7 +276,7 @@ class Profiler:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "machine": machine(),

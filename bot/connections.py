@@ -55,6 +55,15 @@ class _Counted(AbstractConnection):
         await super().send_packed_command(command, check_health)
 
 
+async def fill_pool(client: redis.Redis, connections: int) -> None:
+    """Open ``connections`` connections now: a connection opened during a burst costs its
+    handshake (four or five round trips) to the request that opened it."""
+    pool = client.connection_pool
+    opened = [await pool.get_connection() for _ in range(connections)]  # type: ignore[no-untyped-call]
+    for connection in opened:
+        await pool.release(connection)
+
+
 def open_redis(url: str, *, max_connections: int, wait_s: float = 5.0) -> redis.Redis:
     """A client for ``url`` on a blocking pool of ``max_connections`` connections; a command
     that finds none free within ``wait_s`` fails with a ConnectionError."""

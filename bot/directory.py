@@ -1,4 +1,6 @@
-"""Who is who: members of channels and user groups, and admins, cached briefly in Redis.
+"""Who is who: members of channels and user groups, and admins, cached briefly in Redis
+(shared by every process) and for a few seconds in the process (a click then needs no Redis
+round trip to learn who may decide).
 
 A lookup that fails (a Slack outage, a missing scope, a deleted group) counts as nobody and
 is logged: a person who cannot be confirmed as an approver is never treated as one.
@@ -7,7 +9,9 @@ is logged: a person who cannot be confirmed as an approver is never treated as o
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from bot import keys
 from bot.chat import Chat
@@ -18,17 +22,28 @@ from bot.store import Store
 logger = logging.getLogger(__name__)
 
 
+#: How long the process keeps a list it read from Redis's cache: far below that cache's own
+#: lifetime (keys.CHANNEL_MEMBERS_TTL_S), so a change reaches every process about as soon.
+LOCAL_TTL_S: Final = 10.0
+
+
 class Directory:
     def __init__(self, store: Store, chat: Chat, policy: Policy) -> None:
         self.store = store
         self.chat = chat
         self.policy = policy
+        self._local: dict[str, tuple[float, frozenset[str]]] = {}
 
     async def _cached(
         self, key: str, ttl_s: int, fetch: Callable[[], Awaitable[set[str]]], what: str
     ) -> set[str]:
+        now = time.monotonic()
+        local = self._local.get(key)
+        if local is not None and local[0] > now:
+            return set(local[1])
         value = await self.store.cached(key)
         if value is not None:
+            self._local[key] = (now + LOCAL_TTL_S, frozenset(value))
             return set(value)
         try:
             members = await fetch()
@@ -36,6 +51,7 @@ class Directory:
             logger.error("cannot list %s; counting nobody: %r", what, error)
             return set()
         await self.store.cache(key, sorted(members), ttl_s)
+        self._local[key] = (now + LOCAL_TTL_S, frozenset(members))
         return members
 
     async def channel_members(self, channel_id: str) -> set[str]:

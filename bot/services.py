@@ -13,7 +13,7 @@ from slack_bolt.async_app import AsyncApp
 from bot.assistant import Assistant
 from bot.audit import AuditLog
 from bot.config import BotConfig
-from bot.connections import open_redis
+from bot.connections import fill_pool, open_redis
 from bot.console import Console
 from bot.directory import Directory
 from bot.gatekeeper import Gatekeeper
@@ -72,6 +72,9 @@ async def open_services(
         store = Store(client)
         if not await store.ping():
             logger.warning("Redis at %s is not answering; /readyz fails until it does", url)
+        else:
+            await store.load_scripts()
+            await fill_pool(client, settings.redis_max_connections)
 
         slack_session = aiohttp.ClientSession()
         stack.push_async_callback(slack_session.close)

@@ -346,6 +346,15 @@ class Store:
         self._requeue = client.register_script(REQUEUE_RESUME_SCRIPT)
         self._begin_resume = client.register_script(BEGIN_RESUME_SCRIPT)
 
+    async def load_scripts(self) -> None:
+        """Load the Lua scripts into Redis now, so that the first click does not pay for it
+        (a Redis restarted since loads them again on first use, by itself)."""
+        for script in (
+            self._cast, self._expire, self._accept, self._take, self._release, self._requeue,
+            self._begin_resume,
+        ):  # fmt: skip
+            await self.redis.script_load(script.script)
+
     async def ping(self) -> bool:
         try:
             return bool(await self.redis.ping())

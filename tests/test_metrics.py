@@ -186,6 +186,34 @@ async def test_decisions_are_counted_by_outcome_and_timed(bot: BotUnderTest) -> 
     assert value(after, "approval_bot_upstream_errors_total", service="mistral", status="500") == 0
 
 
+async def test_a_click_waits_for_two_redis_round_trips_once_its_approvers_are_known(
+    bot: BotUnderTest,
+) -> None:
+    """Read the request, record the vote with its jobs (one script): the answer to Slack
+    waits for nothing else once the process knows who may decide (a cold cache costs a
+    lookup and a write, and another process's cache one read)."""
+    await bot.send.mention("book a flight to Rodez")
+    rodez = await bot.approval_id(0)
+    await bot.send.mention("book a flight to Oslo")
+    oslo = await bot.approval_id(1)
+    before = await scrape(bot.url)
+    await bot.send.click("approval_approve", rodez, user=MANAGER)  # approvers cached in Redis
+    await answered(bot, "Done: Booked Rodez")
+    middle = await scrape(bot.url)
+    await bot.send.click("approval_approve", oslo, user=MANAGER)  # known in the process
+    await answered(bot, "Done: Booked Oslo")
+    after = await scrape(bot.url)
+
+    trips = "approval_bot_ack_redis_round_trips"
+    kind = {"kind": "block_actions"}
+    assert changes(before, middle, f"{trips}_count", **kind) == 1
+    # the first click also asked Slack who is in the approvals channel, and cached the answer
+    assert changes(before, middle, f"{trips}_sum", **kind) == 4
+    # the second: read the request, record the vote (the approvers are known in the process)
+    assert changes(middle, after, f"{trips}_sum", **kind) == 2
+    assert changes(before, after, "approval_bot_ack_seconds_count", **kind) == 2
+
+
 async def test_an_expiry_counts_each_asked_call_as_expired(bot: BotUnderTest) -> None:
     await bot.send.mention("book a flight to Rodez")
     approval_id = await bot.approval_id()
