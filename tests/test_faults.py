@@ -246,6 +246,32 @@ async def test_a_card_posted_by_one_process_is_decided_through_another(
     assert f"Approved* by <@{MANAGER}>" in all_text(final)
 
 
+async def test_a_process_that_only_answers_slack_leaves_every_job_to_the_worker(
+    fleet: Fleet,
+    slack: SlackStandIn,
+    mistral: MistralStandIn,
+    redis_client: aioredis.Redis,
+    tool_log: Path,
+) -> None:
+    """``serve`` with RUN_JOBS=false records the message and the click; the worker runs the
+    conversation, posts the card, announces the decision and runs the tool."""
+    front = await fleet.start("front", RUN_JOBS="false")
+    worker = await fleet.start("worker", "worker")
+    await front.send.mention(BOOK)
+    approval_id = await approve(front, slack)
+
+    await slack.wait_for("chat.postMessage", lambda args: BOOKED in all_text(args), timeout=20)
+    await settled(redis_client)
+    assert [run["pid"] for run in fault_tools.runs(tool_log, "book_flight")] == [worker.pid]
+    assert len(said(slack, BOOKED)) == 1
+    assert await redis_client.hget(keys.approval(approval_id), "resume") == "done"
+    final = slack.messages[(APPROVALS, (await card(slack))["ts"])]
+    assert f"Approved* by <@{MANAGER}>" in all_text(final)
+    assert "runs queued work" in worker.log()
+    assert "leaves queued work to workers" in front.log()
+    assert "audit approved" not in front.log() and "audit approved" in worker.log()
+
+
 @pytest.mark.parametrize("same_person", [False, True], ids=["50-approvers", "one-approver"])
 async def test_fifty_concurrent_clicks_on_two_processes_decide_and_resume_once(
     fleet: Fleet,
