@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import subprocess
 import time
@@ -267,3 +268,20 @@ async def bot(
     yield under_test
     await under_test.settled()
     await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def served(
+    settings: Settings, config_path: Path
+) -> AsyncIterator[tuple[str, web.Application]]:
+    """The bot's real HTTP server on a free port, with ``settings``: its URL and app."""
+    config = load_config(config_path)
+    app = build_web_app(lambda: open_services(settings, config, load_tools(config, config_path)))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        await runner.cleanup()

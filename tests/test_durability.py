@@ -10,16 +10,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from bot import keys
 from bot.audit import BOT
-from bot.config import load_config
 from bot.jobs import Kind
 from bot.redis_server import free_port
-from bot.server import SERVICES, build_web_app
-from bot.services import open_services
-from bot.tools import OUTCOME_UNKNOWN, load_tools
+from bot.server import SERVICES
+from bot.tools import OUTCOME_UNKNOWN
 from tests import agent_tools
 from tests.conftest import (
     APPROVALS,
@@ -29,6 +26,7 @@ from tests.conftest import (
     BotUnderTest,
     all_text,
     make_settings,
+    served,
 )
 from tests.slack_sender import SlackSender
 from tests.standins.mistral import MistralStandIn
@@ -303,14 +301,7 @@ async def test_with_redis_down_events_get_503_and_readyz_fails(
 ) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     settings = make_settings(slack, mistral, dead, config_path, sweep_interval_s=0.2)
-    config = load_config(config_path)
-    app = build_web_app(lambda: open_services(settings, config, load_tools(config, config_path)))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    url = f"http://127.0.0.1:{port}"
-    try:
+    async with served(settings, config_path) as (url, app):
         send = SlackSender(url, SIGNING_SECRET, slack)
         reply = await send.event(
             {
@@ -331,5 +322,3 @@ async def test_with_redis_down_events_get_503_and_readyz_fails(
         await asyncio.sleep(0.5)  # the job runner and the sweeper retry without crashing
         assert app[SERVICES].jobs.busy == 0
         assert mistral.requests == []
-    finally:
-        await runner.cleanup()

@@ -17,13 +17,10 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot import keys
-from bot.config import load_config
 from bot.metrics import Metrics
 from bot.redis_server import free_port, redis_server_command
-from bot.server import SERVICES, build_web_app
-from bot.services import open_services
+from bot.server import SERVICES
 from bot.store import Backlog, Store
-from bot.tools import load_tools
 from tests import agent_tools
 from tests.conftest import (
     APPROVALS,
@@ -32,6 +29,7 @@ from tests.conftest import (
     BotUnderTest,
     all_text,
     make_settings,
+    served,
 )
 from tests.slack_sender import SlackSender
 from tests.standins.mistral import (
@@ -326,15 +324,8 @@ async def bot_on_own_redis(
             except (aioredis.ConnectionError, OSError):
                 await asyncio.sleep(0.025)
     await client.aclose()
-    settings = make_settings(slack, mistral, url, config_path)
-    config = load_config(config_path)
-    app = build_web_app(lambda: open_services(settings, config, load_tools(config, config_path)))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}", app
-    await runner.cleanup()
+    async with served(make_settings(slack, mistral, url, config_path), config_path) as bot:
+        yield bot
 
 
 async def test_a_scrape_with_redis_down_succeeds_and_keeps_the_last_gauges(
