@@ -222,6 +222,17 @@ async def test_an_event_delivered_three_times_is_answered_once(
     assert slack.count("chat.postMessage", lambda args: args.get("channel") == "D0DM") == 1
 
 
+async def booked_once(slack: SlackStandIn, redis_client: aioredis.Redis, approval_id: str) -> None:
+    """Wait for the booking's answer; it was said once, the resume is done, the card says
+    who approved."""
+    await slack.wait_for("chat.postMessage", lambda args: BOOKED in all_text(args), timeout=20)
+    await settled(redis_client)
+    assert len(said(slack, BOOKED)) == 1
+    assert await redis_client.hget(keys.approval(approval_id), "resume") == "done"
+    final = slack.messages[(APPROVALS, (await card(slack))["ts"])]
+    assert f"Approved* by <@{MANAGER}>" in all_text(final)
+
+
 async def test_a_card_posted_by_one_process_is_decided_through_another(
     fleet: Fleet,
     slack: SlackStandIn,
@@ -234,16 +245,11 @@ async def test_a_card_posted_by_one_process_is_decided_through_another(
     await a.send.mention(BOOK)
     approval_id = await approve(b, slack)
 
-    await slack.wait_for("chat.postMessage", lambda args: BOOKED in all_text(args), timeout=20)
-    await settled(redis_client)
-    assert len(said(slack, BOOKED)) == 1
+    await booked_once(slack, redis_client, approval_id)
     assert len(fault_tools.runs(tool_log, "book_flight")) == 1
     assert len(starts(mistral)) == 1 and len(appends(mistral)) == 1
     [conversation] = mistral.conversation_ids
     assert results_in(mistral, conversation) == ["Booked Rodez on 2026-12-01: FL-1"]
-    assert await redis_client.hget(keys.approval(approval_id), "resume") == "done"
-    final = slack.messages[(APPROVALS, (await card(slack))["ts"])]
-    assert f"Approved* by <@{MANAGER}>" in all_text(final)
 
 
 async def test_a_process_that_only_answers_slack_leaves_every_job_to_the_worker(
@@ -260,13 +266,8 @@ async def test_a_process_that_only_answers_slack_leaves_every_job_to_the_worker(
     await front.send.mention(BOOK)
     approval_id = await approve(front, slack)
 
-    await slack.wait_for("chat.postMessage", lambda args: BOOKED in all_text(args), timeout=20)
-    await settled(redis_client)
+    await booked_once(slack, redis_client, approval_id)
     assert [run["pid"] for run in fault_tools.runs(tool_log, "book_flight")] == [worker.pid]
-    assert len(said(slack, BOOKED)) == 1
-    assert await redis_client.hget(keys.approval(approval_id), "resume") == "done"
-    final = slack.messages[(APPROVALS, (await card(slack))["ts"])]
-    assert f"Approved* by <@{MANAGER}>" in all_text(final)
     assert "runs queued work" in worker.log()
     assert "leaves queued work to workers" in front.log()
     assert "audit approved" not in front.log() and "audit approved" in worker.log()

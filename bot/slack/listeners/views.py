@@ -76,6 +76,18 @@ def register(app: AsyncApp, assistant: Assistant, chat: SlackChat, background: B
         await edit_submitted(assistant, chat, ack, body, view)
 
 
+async def _refuse_form(
+    ack: AsyncAck, chat: SlackChat, user: str, modal: str, view: dict[str, Any]
+) -> None:
+    """A submitted form whose metadata names no request (tampered, or from an old version):
+    close it, log it, tell the person."""
+    await ack()
+    logger.warning(
+        "%s modal from %s with bad metadata %r", modal, user, view.get("private_metadata")
+    )
+    await tell(chat, user, None, ":warning: That form carried no valid request.")
+
+
 async def deny_submitted(
     assistant: Assistant, chat: SlackChat, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]
 ) -> None:
@@ -84,11 +96,7 @@ async def deny_submitted(
     user = _user(body)
     target = blocks.parse_deny_metadata(str(view.get("private_metadata") or ""))
     if target is None:
-        await ack()
-        logger.warning(
-            "deny modal from %s with bad metadata %r", user, view.get("private_metadata")
-        )
-        await tell(chat, user, None, ":warning: That form carried no valid request.")
+        await _refuse_form(ack, chat, user, "deny", view)
         return
     approval_id, call = target
     decided = await _record(
@@ -115,11 +123,7 @@ async def edit_submitted(
     user = _user(body)
     target = blocks.parse_edit_metadata(str(view.get("private_metadata") or ""))
     if target is None:
-        await ack()
-        logger.warning(
-            "edit modal from %s with bad metadata %r", user, view.get("private_metadata")
-        )
-        await tell(chat, user, None, ":warning: That form carried no valid request.")
+        await _refuse_form(ack, chat, user, "edit", view)
         return
     approval_id, call, revision = target
     try:
