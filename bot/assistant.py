@@ -36,11 +36,19 @@ from bot.approval import (
 from bot.audit import BOT, POLICY
 from bot.chat import Chat, IncomingMessage
 from bot.editing import EditedArguments
-from bot.errors import AlreadyDecided, ApprovalError, ApprovalNotFound, NotAllowed, UpstreamError
+from bot.errors import (
+    AlreadyDecided,
+    ApprovalError,
+    ApprovalNotFound,
+    EditRefused,
+    NotAllowed,
+    UpstreamError,
+)
 from bot.gatekeeper import Gatekeeper
 from bot.jobs import Job, JobQueue, Kind
 from bot.logs import bind, log_context
 from bot.metrics import Metrics, RequestOutcome
+from bot.policy import Effect
 from bot.runner import AgentRunner, Answer, Outcome
 from bot.store import Accepted, Action, Cast, Store, redis_error
 from bot.tools import Report, canonical_arguments
@@ -478,6 +486,7 @@ class Assistant:
         original = choice.request.calls[call]
         if not original.editable:
             raise NotAllowed(approval_id, user_id, "The arguments of this call cannot be edited.")
+        await self._check_edit(choice.request, call, edited, user_id)
         edit = Edit(
             json.dumps(edited.arguments, ensure_ascii=False),
             edited.override,
@@ -496,6 +505,33 @@ class Assistant:
         )
         self._refuse_if_nothing_changed(cast, user_id)
         return _decided(cast, choice, user_id, events, edit=edit)
+
+    async def _check_edit(
+        self, request: ApprovalRequest, index: int, edited: EditedArguments, user_id: str
+    ) -> None:
+        """Edited arguments go through the policy again: an editor approves them only where
+        the same rule would send them to the same approvers (or would let them run). Under
+        another rule, or a deny, the edit is refused (EditRefused) and nothing is recorded."""
+        call = request.calls[index]
+        arguments = json.dumps(edited.arguments, ensure_ascii=False)
+        verdict = await self.gatekeeper.recheck(
+            call, arguments, request.requester.user_id, request.thread.channel_id
+        )
+        field = next(iter(edited.override), "")
+        if verdict.effect is Effect.DENY:
+            reason = f"The policy denies these arguments ({verdict.rule}): {verdict.reason}"
+            raise EditRefused(request.id, user_id, reason, field)
+        if verdict.effect is Effect.ASK and (
+            verdict.gate is None
+            or call.gate is None
+            or verdict.gate.fingerprint != call.gate.fingerprint
+        ):
+            rule = verdict.gate.rule if verdict.gate else verdict.rule
+            reason = (
+                f"These arguments fall under {rule}, which other approvers decide, so you "
+                "cannot approve them. Change them back, or deny the call with a reason."
+            )
+            raise EditRefused(request.id, user_id, reason, field)
 
     def _refuse_if_nothing_changed(self, cast: Cast, user_id: str) -> None:
         """Every call named was decided before, or approved by this person already."""
@@ -599,10 +635,18 @@ class Assistant:
             created_by=user_id,
             duration_s=duration_s,
             approval_id=request.id,
+            gate=call.gate,
         )
         await self.audit.record_grant(
             "grant_created", actor=user_id, grant=grant, detail=f"until {grant.expires_at:.0f}"
         )
+
+    async def show_card(self, approval_id: str) -> None:
+        """Show a request's card as it stands (after a click on an outdated one)."""
+        try:
+            await self._refresh_card(approval_id)
+        except (ApprovalError, RedisError, OSError) as error:
+            logger.warning("approval %s: card not refreshed: %r", approval_id, error)
 
     async def _refresh_card(self, approval_id: str) -> None:
         """Show the stored state on the card (read back: concurrent votes may have landed)."""
@@ -615,6 +659,16 @@ class Assistant:
             people |= await self.directory.deciders(gate)
         return people
 
+    async def readable(self, approval_id: str, user_id: str) -> ApprovalRequest:
+        """The request, for ``user_id`` to read its full arguments: its requester and the
+        people who may decide its calls may; anyone else gets NotAllowed."""
+        request = await self.store.get_approval(approval_id)
+        if user_id != request.requester.user_id and user_id not in await self.approvers(request):
+            raise NotAllowed(
+                approval_id, user_id, "Only the requester and the approvers can see the arguments."
+            )
+        return request
+
     # -- resuming ---------------------------------------------------------------------------
     async def retry_resume(self, approval_id: str, user_id: str) -> None:
         """Retry a resume that failed upstream (requester or an approver may)."""
@@ -625,8 +679,12 @@ class Assistant:
             raise AlreadyDecided(approval_id, f"resumed ({request.resume.value})", None)
         logger.info("approval %s: resume retried by %s", approval_id, user_id)
 
-    async def retry_turn(self, turn_id: str) -> bool:
-        """Send a failed message again. False if it was retried already."""
+    async def retry_turn(self, turn_id: str, user_id: str) -> bool:
+        """Send a failed message again, for its author only (a Retry sends it in their
+        name). False if it was retried already."""
+        data = await self.store.peek_turn(turn_id)
+        if data is not None and data.get("user_id") != user_id:
+            raise NotAllowed(turn_id, user_id, "Only the person who wrote it can retry it.")
         data = await self.store.take_turn(turn_id)
         if data is None:
             return False

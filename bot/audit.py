@@ -62,6 +62,7 @@ class AuditLog:
             requester=grant.requester_id,
             approval_id=grant.approval_id,
             arguments=grant.arguments,
+            rule=grant.rule or None,
             detail=detail,
         )
 

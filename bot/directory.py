@@ -13,6 +13,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+from redis.exceptions import RedisError
+
 from bot import keys
 from bot.chat import Chat
 from bot.errors import UpstreamError
@@ -69,6 +71,25 @@ class Directory:
             lambda: self.chat.usergroup_members(usergroup_id),
             f"members of user group {usergroup_id}",
         )
+
+    async def forget_channel(self, channel_id: str) -> None:
+        """A channel's members changed: the next lookup asks Slack."""
+        key = keys.channel_members(channel_id)
+        self._local.pop(key, None)
+        await self._forget(key)
+
+    async def forget_usergroup(self, usergroup_id: str) -> None:
+        """A user group changed: its members, and everyone's groups, are asked again."""
+        key = keys.usergroup_members(usergroup_id)
+        self._local.pop(key, None)
+        await self._forget(key, keys.USERGROUPS)
+
+    async def _forget(self, *cache_keys: str) -> None:
+        try:
+            await self.store.forget(*cache_keys)
+        except (RedisError, OSError) as error:
+            # the cached copy then lapses with its TTL (keys.CHANNEL_MEMBERS_TTL_S)
+            logger.error("could not drop cached members %s: %r", cache_keys, error)
 
     async def members(self, approvers: Approvers) -> set[str]:
         """Everyone ``approvers`` names: channel members, user groups' members, users."""

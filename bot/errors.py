@@ -8,7 +8,8 @@ Every exception the bot raises on purpose derives from :class:`BotError`::
     │   ├── ApprovalNotFound   no request with that id (never existed, or expired)
     │   ├── NotAllowed         the person may not decide this request
     │   ├── AlreadyDecided     somebody decided first
-    │   └── StaleCard          the arguments were edited after the person looked
+    │   ├── StaleCard          the arguments were edited after the person looked
+    │   └── EditRefused        edited arguments fall under another rule, or a deny
     ├── NotEditable            a call's arguments cannot be edited in a form (bot.editing)
     ├── ThreadError            a thread's state cannot take this action
     └── UpstreamError          Mistral, Slack or Redis failed; the state is kept and retryable
@@ -84,6 +85,17 @@ class StaleCard(ApprovalError):
     def __init__(self, approval_id: str, user_id: str) -> None:
         self.user_id = user_id
         super().__init__(approval_id, "the arguments changed since the card was shown")
+
+
+class EditRefused(ApprovalError):
+    """Edited arguments that the editor may not approve: the policy denies them, or routes
+    them to other approvers. ``field`` is the form field to show ``reason`` under."""
+
+    def __init__(self, approval_id: str, user_id: str, reason: str, field: str = "") -> None:
+        self.user_id = user_id
+        self.reason = reason
+        self.field = field
+        super().__init__(approval_id, reason)
 
 
 class ThreadError(BotError):

@@ -16,7 +16,7 @@ from bot.audit import AuditLog
 from bot.conditions import Facts
 from bot.directory import Directory
 from bot.metrics import Metrics
-from bot.policy import Effect, Gate, Holds, Policy
+from bot.policy import Effect, Gate, Grant, Holds, Policy, Verdict
 from bot.policy_store import PolicyStore
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,37 @@ class Gatekeeper:
             channel_id=channel_id,
         )
 
+    async def grant_for(self, call: ToolCall, requester_id: str, gate: Gate) -> Grant | None:
+        """A live grant that covers ``call``: given under this very gate (the same rule, the
+        same approvers) by someone who may still decide under it. A grant never reaches a
+        call that its rule would send to other people, and one whose giver has left the
+        approvers (or who granted themselves where the rule no longer allows it) lapses."""
+        grant = await self.policy_store.find_grant(requester_id, call.name, call.arguments, gate)
+        if grant is None:
+            return None
+        if grant.created_by == requester_id and not gate.allow_self_approval:
+            logger.warning("grant %s: self-granted, and %s forbids it", grant.id, gate.rule)
+            return None
+        if grant.created_by not in await self.directory.deciders(gate):
+            logger.warning(
+                "grant %s: %s may no longer decide under %s; asking",
+                grant.id,
+                grant.created_by,
+                gate.rule,
+            )
+            return None
+        return grant
+
+    async def recheck(
+        self, call: ToolCall, arguments: str, requester_id: str, channel_id: str
+    ) -> Verdict:
+        """The policy's verdict on ``call`` with other ``arguments`` (an edit), with the
+        admins' overrides in force; grants do not count (an edit is a person's decision)."""
+        facts = await self.facts(replace(call, arguments=arguments), requester_id, channel_id)
+        return self.policy.evaluate(
+            facts, await self.policy_store.overrides(), marked=call.server_side
+        )
+
     async def screen(
         self, calls: Sequence[ToolCall], requester_id: str, channel_id: str
     ) -> Screening:
@@ -99,7 +130,7 @@ class Gatekeeper:
                 continue
             assert verdict.gate is not None
             if verdict.gate.grantable:
-                grant = await self.policy_store.find_grant(requester_id, call.name, call.arguments)
+                grant = await self.grant_for(call, requester_id, verdict.gate)
                 if grant is not None:
                     self.metrics.decided("auto_allowed")  # a person allowed it ahead of time
                     screened.append(

@@ -84,11 +84,13 @@ TURN: Final = f"{PREFIX}:turn:"
 TURN_TTL_S: Final = 7 * 24 * 3600
 
 # -- policy ----------------------------------------------------------------------------------
-#: Hash: a grant ("approve for 1 hour"): tool, requester, argument scope, who, when. Its TTL
-#: is the grant's duration, so an expired grant is gone.
+#: String: JSON of a grant ("approve for 1 hour"): tool, requester, rule and its gate, argument
+#: scope, who, when. Its TTL is the grant's duration, so an expired grant is gone.
 GRANT: Final = f"{PREFIX}:grant:"
 
-#: String: the id of the grant covering (requester, tool, argument scope). Same TTL as GRANT.
+#: String: the id of the grant covering (requester, gate fingerprint, argument scope, tool).
+#: Same TTL as GRANT. Lookups written before grants were scoped to a gate named no gate; they
+#: are never read again (those grants stop applying: fail closed) and expire with their TTL.
 GRANT_FOR: Final = f"{PREFIX}:grant-for:"
 
 #: Sorted set of grant ids by expiry time, for listing. No TTL: expired members are pruned
@@ -160,8 +162,8 @@ def grant(grant_id: str) -> str:
     return GRANT + grant_id
 
 
-def grant_for(requester_id: str, tool: str, scope: str) -> str:
-    return f"{GRANT_FOR}{requester_id}:{scope}:{tool}"
+def grant_for(requester_id: str, gate: str, tool: str, scope: str) -> str:
+    return f"{GRANT_FOR}{requester_id}:{gate}:{scope}:{tool}"
 
 
 def usergroup_members(usergroup_id: str) -> str:

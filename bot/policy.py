@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -100,6 +101,23 @@ class Gate:
     @property
     def channel(self) -> str | None:
         return next((a.channel for a in self.requirements if a.channel), None)
+
+    @property
+    def fingerprint(self) -> str:
+        """Names who decides under this gate: its rule, approvers, quorum and self-approval.
+
+        A grant is keyed by it, so it covers only calls that the same rule sends to the same
+        people; a rule whose approvers change (or that moves in the list) no longer honours
+        grants given under the old one, which fails closed.
+        """
+        who = {
+            "rule": self.rule,
+            "requirements": [a.to_dict() for a in self.requirements],
+            "quorum": self.quorum,
+            "allow_self_approval": self.allow_self_approval,
+        }
+        canonical = json.dumps(who, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -258,12 +276,29 @@ class Policy:
         """The verdict for one call. ``marked``: the call is held regardless of the policy
         (a server-side tool configured with ``requires_confirmation``)."""
         matching = [o for o in overrides if o.matches(facts.tool)]
-        if any(o.effect is Effect.ASK for o in matching):
-            override = next(o for o in matching if o.effect is Effect.ASK)
-            label = f"override by an admin ({override.tool})"
-            return Verdict(Effect.ASK, label, gate=replace(self.defaults, rule=label))
-        if matching:
+        required = next((o for o in matching if o.effect is Effect.ASK), None)
+        if required is None and matching:
             return Verdict(Effect.ALLOW, f"override by an admin ({matching[0].tool})")
+        verdict = self._by_rules(facts, marked=marked)
+        if required is None:
+            return verdict
+        # ``require`` only tightens: a rule that asks keeps its approvers, quorum and grant
+        # settings, a rule that denies still denies; only what would run is now asked of
+        # the default approvers.
+        label = f"override by an admin ({required.tool})"
+        if verdict.effect is not Effect.ALLOW:
+            note = f"{label} requires approval; {verdict.rule} is stricter and applies"
+            return replace(verdict, notes=(*verdict.notes, note))
+        return replace(
+            verdict,
+            effect=Effect.ASK,
+            rule=label,
+            gate=replace(self.defaults, rule=label),
+            notes=(*verdict.notes, f"{label}: the default approvers decide"),
+        )
+
+    def _by_rules(self, facts: Facts, *, marked: bool) -> Verdict:
+        """The config's verdict for one call, without the admins' overrides."""
         notes: list[str] = []
         for rule in self.rules:
             if not rule.names(facts.tool):
@@ -345,7 +380,9 @@ class Policy:
 
 @dataclass(frozen=True)
 class Grant:
-    """ "Don't ask again": ``tool`` runs for ``requester_id`` without a card until it expires.
+    """ "Don't ask again": ``tool`` runs for ``requester_id`` without a card until it expires,
+    for calls that the rule it was given under (``rule``, its gate's ``gate`` fingerprint)
+    sends to people who include ``created_by``.
 
     ``arguments`` is None when the grant covers any arguments, else the canonical arguments
     it is limited to.
@@ -359,6 +396,8 @@ class Grant:
     created_at: float
     expires_at: float
     approval_id: str
+    rule: str = ""  # the rule it covers, as people read it
+    gate: str = ""  # Gate.fingerprint of that rule when the grant was given
 
     @property
     def scope(self) -> str:
@@ -378,6 +417,8 @@ class Grant:
             created_at=float(data["created_at"]),
             expires_at=float(data["expires_at"]),
             approval_id=str(data["approval_id"]),
+            rule=str(data.get("rule") or ""),
+            gate=str(data.get("gate") or ""),
         )
 
 

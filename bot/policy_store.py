@@ -10,7 +10,7 @@ from typing import Any
 import redis.asyncio as redis
 
 from bot import keys
-from bot.policy import Effect, Grant, Override, grant_scope
+from bot.policy import Effect, Gate, Grant, Override, grant_scope
 
 
 def _text(value: Any) -> str:
@@ -50,7 +50,9 @@ class PolicyStore:
         created_by: str,
         duration_s: int,
         approval_id: str,
+        gate: Gate,
     ) -> Grant:
+        """A grant for calls of ``tool`` by ``requester_id`` that ``gate``'s rule governs."""
         now = time.time()
         grant = Grant(
             id=secrets.token_hex(6),
@@ -61,18 +63,25 @@ class PolicyStore:
             created_at=now,
             expires_at=now + duration_s,
             approval_id=approval_id,
+            rule=gate.rule,
+            gate=gate.fingerprint,
         )
+        lookup = keys.grant_for(requester_id, grant.gate, tool, grant.scope)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.grant(grant.id), json.dumps(grant.to_dict()), ex=duration_s)
-            pipe.set(keys.grant_for(requester_id, tool, grant.scope), grant.id, ex=duration_s)
+            pipe.set(lookup, grant.id, ex=duration_s)
             pipe.zadd(keys.GRANTS_ZSET, {grant.id: grant.expires_at})
             await pipe.execute()
         return grant
 
-    async def find_grant(self, requester_id: str, tool: str, arguments: str) -> Grant | None:
-        """A live grant covering this call: one for these exact arguments, or for any."""
+    async def find_grant(
+        self, requester_id: str, tool: str, arguments: str, gate: Gate
+    ) -> Grant | None:
+        """A live grant given under ``gate`` covering this call: one for these exact
+        arguments, or for any. Whether its giver may still decide is the caller's check."""
         for scope in (grant_scope(arguments), grant_scope(None)):
-            grant_id = await self.redis.get(keys.grant_for(requester_id, tool, scope))
+            lookup = keys.grant_for(requester_id, gate.fingerprint, tool, scope)
+            grant_id = await self.redis.get(lookup)
             if grant_id is not None:
                 grant = await self.get_grant(_text(grant_id))
                 if grant is not None:
@@ -103,7 +112,7 @@ class PolicyStore:
             # only the lookup that still points at this grant (a newer grant may own it)
             pipe.zrem(keys.GRANTS_ZSET, grant.id)
             await pipe.execute()
-        lookup = keys.grant_for(grant.requester_id, grant.tool, grant.scope)
+        lookup = keys.grant_for(grant.requester_id, grant.gate, grant.tool, grant.scope)
         await self._delete_if_equals(lookup, grant.id)
         return grant
 

@@ -45,7 +45,9 @@ CAST_SCRIPT: Final = """
 --          call, and the editor's approval of them; earlier approvals of that call lapse)
 -- ARGV[3]: the vote, JSON {user_id, at, reason}; ``at`` is text, which cjson keeps exact
 -- ARGV[4]: the calls voted on, JSON [[index (0-based), quorum], ...]
--- ARGV[5]: the revision the voter saw, or '' when it does not matter (a veto)
+-- ARGV[5]: the revision the voter saw, or '' when it does not matter: a veto only (an
+--          approval or an edit without one is refused as stale: nobody approves arguments
+--          they may not have seen)
 -- ARGV[6]: with 'edit', the edit as JSON text (stored as is: cjson would round its numbers)
 -- ARGV[7]: the calls' decisions as the caller read them, used when the hash has none yet
 --          (a request stored by a bot version before per-call decisions)
@@ -64,7 +66,7 @@ if status ~= 'pending' then
   return {'decided', status, redis.call('HGET', KEYS[1], 'decision') or ''}
 end
 local revision = redis.call('HGET', KEYS[1], 'revision') or '0'
-if ARGV[5] ~= '' and ARGV[5] ~= revision then
+if (ARGV[5] == '' and ARGV[2] ~= 'deny') or (ARGV[5] ~= '' and ARGV[5] ~= revision) then
   return {'stale', revision}
 end
 local decisions = cjson.decode(redis.call('HGET', KEYS[1], 'decisions') or ARGV[7])
@@ -638,6 +640,11 @@ class Store:
     async def save_turn(self, turn_id: str, message: dict[str, Any]) -> None:
         await self.redis.set(keys.turn(turn_id), json.dumps(message), ex=keys.TURN_TTL_S)
 
+    async def peek_turn(self, turn_id: str) -> dict[str, Any] | None:
+        """A failed turn, left in place (see :meth:`take_turn`)."""
+        value = await self.redis.get(keys.turn(turn_id))
+        return None if value is None else dict(json.loads(_text(value)))
+
     async def take_turn(self, turn_id: str) -> dict[str, Any] | None:
         """Remove and return a failed turn, so that one Retry click retries it once."""
         value = await self.redis.getdel(keys.turn(turn_id))
@@ -651,6 +658,10 @@ class Store:
 
     async def cache(self, key: str, value: Any, ttl_s: int) -> None:
         await self.redis.set(key, json.dumps(value), ex=ttl_s)
+
+    async def forget(self, *cache_keys: str) -> None:
+        """Drop cached values (see ``bot.keys``): the next read looks them up afresh."""
+        await self.redis.delete(*cache_keys)
 
 
 def _text(value: Any) -> str:

@@ -72,6 +72,17 @@ def book_seats(flight: str, seats: Annotated[int, Field(ge=1, le=9)]) -> str:
     return f"Booked {seats} seats on {flight}"
 
 
+def pay_invoice(invoice: str, amount: int) -> str:
+    """Pay a supplier's invoice.
+
+    Args:
+        invoice: The invoice number.
+        amount: The amount in euros.
+    """
+    CALLS.append(("pay_invoice", {"invoice": invoice, "amount": amount}))
+    return f"Paid {invoice}: {amount} EUR"
+
+
 def runs_of(name: str) -> list[dict[str, object]]:
     return [arguments for tool, arguments in CALLS if tool == name]
 

@@ -46,6 +46,25 @@ def button_actions(action_id: str, value: str, *, user: str, block_id: str) -> d
     }
 
 
+def shown_block_id(surfaces: list[dict[str, Any]], action_id: str, value: str) -> str:
+    """The block id of the ``action_id`` button carrying ``value`` in the newest of
+    ``surfaces`` that shows it (the Approve/Deny all block first), else ``approval_actions``
+    (the one actions block of cards from before per-call buttons)."""
+    for surface in reversed(surfaces):
+        found = [
+            str(block.get("block_id") or "generated")  # Slack makes one up when none is set
+            for block in surface.get("blocks") or []
+            if block.get("type") == "actions"
+            and any(
+                e.get("action_id") == action_id and e.get("value") == value
+                for e in block.get("elements") or []
+            )
+        ]
+        if found:
+            return next((b for b in found if ".all." in b), found[0])
+    return "approval_actions"
+
+
 def _channel_name(channel: str) -> str:
     """The ``channel_name`` Slack puts in a slash command for ``channel``."""
     if channel.startswith("D"):
@@ -234,15 +253,20 @@ class SlackSender:
         user: str,
         channel: str = "C0APPROVALS",
         message_ts: str = "1700000000.000100",
-        block_id: str = "approval_actions",
+        block_id: str | None = None,
     ) -> Reply:
-        """A button click on a message (by default on a card's single actions block, as cards
-        had before per-call buttons; pass the real ``block_id`` to click one call's)."""
+        """A button click on a message. Without ``block_id``, the block of that button as
+        the message shows it now (Approve/Deny all on a card of several calls, call 0's
+        otherwise), else a card's single actions block as cards had before per-call
+        buttons (``approval_actions``)."""
         where = {
             "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
             "channel": {"id": channel},
             "message": {"ts": message_ts, "type": "message"},
         }
+        if block_id is None:
+            shown = list(self.workspace.messages.values()) if self.workspace else []
+            block_id = shown_block_id(shown, action_id, value)
         return await self._click(action_id, value, user, block_id, where)
 
     async def home_click(
@@ -252,9 +276,17 @@ class SlackSender:
         *,
         user: str,
         view_id: str = "V0HOME",
-        block_id: str = "approval_actions",
+        block_id: str | None = None,
     ) -> Reply:
-        """A button click on the bot's Home tab: the container is the view, not a message."""
+        """A button click on the bot's Home tab: the container is the view, not a message.
+        Without ``block_id``, that button's block as ``user``'s Home tab shows it now."""
+        if block_id is None:
+            homes = [
+                a["view"]
+                for a in (self.workspace.calls_to("views.publish") if self.workspace else [])
+                if a.get("user_id") == user
+            ]
+            block_id = shown_block_id(homes[-1:], action_id, value)
         view = {
             "id": view_id,
             "type": "home",

@@ -96,7 +96,8 @@ async def test_deny_asks_for_a_reason_which_the_model_receives(bot: BotUnderTest
     await bot.send.mention(BOOK)
     approval_id = await bot.approval_id()
 
-    await bot.send.click("approval_deny", approval_id, user=MANAGER)
+    # on a card from before per-call buttons (one actions block): a Deny there is every call
+    await bot.send.click("approval_deny", approval_id, user=MANAGER, block_id="approval_actions")
     modal = await bot.slack.wait_for("views.open")
     assert modal["view"]["private_metadata"] == f"{approval_id}:all"
     assert agent_tools.CALLS == []

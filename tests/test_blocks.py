@@ -510,13 +510,13 @@ def test_card_shows_what_the_policy_did_with_each_call() -> None:
     req = gated(
         screened("read_file", Auto.ALLOW, "rule 1 (reads)", index=1),
         screened("delete_file", Auto.DENY, "rule 2 (no deletes)", "Deleting is off.", 2),
-        screened("send_mail", Auto.GRANT, "grant", "g_0123abcd", 3),
+        screened("send_mail", Auto.GRANT, "rule 4 (mail)", "g_0123abcd", 3),
         screened("pay", None, "rule 3 (pay)", index=4),
     )
     text = texts(checked(blocks.approval_card(req)))
     assert ":white_check_mark: Allowed by the policy (rule 1 (reads))" in text
     assert ":no_entry: Denied by the policy (rule 2 (no deletes)): Deleting is off." in text
-    assert ":stopwatch: Allowed by a grant (`g_0123abcd`)" in text
+    assert ":stopwatch: Allowed by a grant (`g_0123abcd`) under rule 4 (mail)" in text
     # the call a person decides carries no policy line
     assert "*Tool:* `pay`\n```" in text
     assert set(buttons(checked(blocks.approval_card(req)))) == {"Approve", "Deny"}
@@ -693,7 +693,7 @@ def test_policy_note_lists_denied_and_granted_calls_only() -> None:
     req = request(
         screened("read_file", Auto.ALLOW, "rule 1 (reads)", index=1),
         screened("delete_file", Auto.DENY, "rule 2 (no deletes)", "Deleting is off.", 2),
-        screened("send_mail", Auto.GRANT, "grant", "g_0123abcd", 3),
+        screened("send_mail", Auto.GRANT, "rule 4 (mail)", "g_0123abcd", 3),
         screened("pay", None, "rule 3 (pay)", index=4),
     )
     fallback, note = blocks.policy_note(req)
@@ -701,7 +701,7 @@ def test_policy_note_lists_denied_and_granted_calls_only() -> None:
     text = texts(checked(note))
     assert text.splitlines() == [
         "`delete_file`: :no_entry: Denied by the policy (rule 2 (no deletes)): Deleting is off.",
-        "`send_mail`: :stopwatch: Allowed by a grant (`g_0123abcd`)",
+        "`send_mail`: :stopwatch: Allowed by a grant (`g_0123abcd`) under rule 4 (mail)",
     ]
 
 

@@ -172,7 +172,7 @@ def test_a_policy_of_200_rules_fits_one_message() -> None:
     result = checked(console_blocks.policy_blocks(big_policy(), OVERRIDES))
     text = texts(result)
     assert text.startswith("*Approval policy* (rules are tried in order;")
-    assert "*Overrides set by admins* (they come before the rules)" in text
+    assert "*Overrides set by admins* (`allow` comes before the rules; `require`" in text
     assert "• `send_*` → *require* (<@UADMIN>, <!date^1700000000^" in text
     assert "• `read_&lt;!channel&gt;` → *allow* (<@UADMIN>," in text
     # tool names are cut at 100 characters

@@ -33,6 +33,10 @@ EVENT_SCOPES = {
     "message.groups": "groups:history",
     "message.mpim": "mpim:history",
     "app_home_opened": None,  # needs no scope
+    "member_joined_channel": "channels:read",  # and groups:read for private channels
+    "member_left_channel": "channels:read",
+    "subteam_members_changed": "usergroups:read",
+    "subteam_updated": "usergroups:read",
 }
 
 BOT_SCOPES = {

@@ -596,3 +596,57 @@ def test_reads_usergroups_however_the_expression_spells_it(when: str) -> None:
     p = policy([{"tools": ["t"], "when": when, "decision": "deny"}])
     assert p.evaluate(facts).effect is Effect.DENY  # the expression is valid and reads the groups
     assert p.reads_usergroups
+
+
+def test_a_require_override_keeps_a_stricter_rule_and_asks_where_the_rules_allow() -> None:
+    payments = policy(
+        [
+            {
+                "name": "big payments",
+                "tools": ["pay_invoice"],
+                "when": "args.amount > 10000",
+                "approvers": {"users": ["U0CFO", "U0CEO"]},
+                "quorum": 2,
+            },
+            {"tools": ["pay_*"], "decision": "deny", "when": "args.amount < 0"},
+        ],
+        defaults={"grant_durations": ["1h"]},
+    )
+    require = [override("pay_*", Effect.ASK)]
+
+    big = payments.evaluate(call("pay_invoice", {"amount": 50000}), require)
+    assert big.effect is Effect.ASK and big.gate is not None
+    assert big.gate.requirements == (Approvers(users=("U0CFO", "U0CEO")),)
+    assert big.gate.quorum == 2 and not big.gate.grantable
+    assert big.rule == "rule 1 (big payments)"
+
+    refund = payments.evaluate(call("pay_invoice", {"amount": -5}), require)
+    assert refund.effect is Effect.DENY
+
+    small = payments.evaluate(call("pay_invoice", {"amount": 50}), require)
+    assert small.effect is Effect.ASK and small.gate is not None
+    assert small.gate.requirements == (Approvers(channel=APPROVALS),)
+    assert small.rule == "override by an admin (pay_*)"
+
+
+def test_a_gate_fingerprint_names_who_decides() -> None:
+    gate = Gate(requirements=(Approvers(channel=APPROVALS),), rule="rule 2 (payments)")
+    assert (
+        gate.fingerprint
+        == Gate(
+            requirements=(Approvers(channel=APPROVALS),),
+            rule="rule 2 (payments)",
+            expire_after_s=60,
+        ).fingerprint
+    )
+    for other in (
+        Gate(requirements=(Approvers(users=("U0CFO",)),), rule="rule 2 (payments)"),
+        Gate(requirements=(Approvers(channel=APPROVALS),), rule="rule 1 (big payments)"),
+        Gate(requirements=(Approvers(channel=APPROVALS),), rule="rule 2 (payments)", quorum=2),
+        Gate(
+            requirements=(Approvers(channel=APPROVALS),),
+            rule="rule 2 (payments)",
+            allow_self_approval=True,
+        ),
+    ):
+        assert other.fingerprint != gate.fingerprint

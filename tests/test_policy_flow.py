@@ -361,7 +361,7 @@ async def test_an_expired_grant_asks_again(bot: BotUnderTest) -> None:
     grant = await bot.services.console.policy_store.get_grant(grant_id)
     assert grant is not None
     await bot.redis.pexpire(keys.grant(grant_id), 1)
-    await bot.redis.pexpire(keys.grant_for(REQUESTER, "send_note", "*"), 1)
+    await bot.redis.pexpire(keys.grant_for(REQUESTER, grant.gate, "send_note", "*"), 1)
     await asyncio.sleep(0.05)
 
     await bot.send.mention("note: after the hour")

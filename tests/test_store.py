@@ -97,7 +97,21 @@ async def vote(
 ) -> Cast:
     """One person's approval or veto of ``calls`` (default: every call a person decides)."""
     action = Action.APPROVE if decision.status is Status.APPROVED else Action.DENY
-    return await store.cast(request, action, decision, request.asked if calls is None else calls)
+    revision = request.revision if action is Action.APPROVE else None  # a veto needs none
+    return await store.cast(
+        request, action, decision, request.asked if calls is None else calls, revision=revision
+    )
+
+
+async def test_an_approval_that_names_no_revision_is_refused(store: Store) -> None:
+    request = approval()
+    await store.create_approval(request)
+    with pytest.raises(StaleCard):
+        await store.cast(request, Action.APPROVE, Decision(Status.APPROVED, "UA", 1.0), [0])
+    stored = await store.get_approval(request.id)
+    assert stored.status is Status.PENDING and stored.voters == set()
+    denied = await store.cast(request, Action.DENY, Decision(Status.DENIED, "UA", 2.0, "no"), [0])
+    assert denied.calls("decided") == [0]
 
 
 async def test_fifty_concurrent_decisions_have_one_winner(store: Store) -> None:

@@ -148,7 +148,7 @@ class BlockTarget:
     """What a button's block id names: one call (or all of them) on a revision of the card."""
 
     call: int | None
-    revision: int | None  # None: a card from before revisions existed; not checked
+    revision: int | None  # None: a card from before revisions existed; its approvals are refused
 
 
 _BLOCK_ID = re.compile(r"^(?P<id>[0-9a-f]{24})\.(?P<call>all|\d{1,3})\.r(?P<rev>\d{1,9})$")
@@ -158,7 +158,8 @@ def parse_block_id(block_id: str, approval_id: str) -> BlockTarget | None:
     """The target of a click, or None when the block id is not one of ours for that id.
 
     Cards posted before per-call buttons existed had one actions block for the whole
-    request; a click there means every call, as it did then.
+    request; a click there means every call, as it did then, and names no revision: a Deny
+    there still vetoes, an approval is refused and the card shown again as it stands.
     """
     if block_id in LEGACY_BLOCK_IDS:
         return BlockTarget(None, None)
@@ -177,7 +178,7 @@ def _call_status(call: ToolCall) -> str:
     if call.auto is Auto.DENY:
         return f":no_entry: Denied by the policy ({rule}): {escape((call.note or '')[:300])}"
     if call.auto is Auto.GRANT:
-        return f":stopwatch: Allowed by a grant (`{escape(call.note or '')}`)"
+        return f":stopwatch: Allowed by a grant (`{escape(call.note or '')}`) under {rule}"
     if call.note:
         return f":grey_question: {escape(call.rule[:200])}: {escape(call.note[:300])}"
     return ""
@@ -204,7 +205,22 @@ def _call_title(request: ApprovalRequest, index: int, per_call_gates: bool) -> s
     pending = request.decisions[index].status is Status.PENDING
     if per_call_gates and call.gate is not None and call.auto is None and pending:
         lines.append(f"*Waits for:* {_gate_summary(call.gate)}")
+    if pending and call.auto is None and call.gate is not None and call.gate.grantable:
+        lines.append(grant_scope_text(request, index))
     return "\n".join(lines) + "\n"
+
+
+def grant_scope_text(request: ApprovalRequest, index: int) -> str:
+    """What an "Approve for…" button lets run later: the same tool, for the same requester,
+    only where the same rule would send the call to the same approvers."""
+    call = request.calls[index]
+    assert call.gate is not None
+    which = " with these arguments" if call.gate.grant_same_arguments else ""
+    return (
+        f"_Approve for…_ also lets later `{escape(call.name[:200])}` calls{which} by "
+        f"<@{request.requester.user_id}> run without asking, while "
+        f"{escape(call.gate.rule[:200])} would send them to the same approvers."
+    )
 
 
 def _call_blocks(

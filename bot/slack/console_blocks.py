@@ -95,7 +95,10 @@ def _gate_summary(gate: Gate) -> str:
 def policy_blocks(policy: Policy, overrides: Sequence[Override]) -> list[Block]:
     lines = ["*Approval policy* (rules are tried in order; the first that matches decides)"]
     if overrides:
-        lines.append("*Overrides set by admins* (they come before the rules)")
+        lines.append(
+            "*Overrides set by admins* (`allow` comes before the rules; `require` asks the "
+            "defaults' approvers where the rules would let a call run, and keeps stricter rules)"
+        )
         lines += [
             f"• `{escape(o.tool)}` → *{'require' if o.effect is Effect.ASK else 'allow'}* "
             f"(<@{o.by}>, {slack_date(o.at)})"
@@ -120,12 +123,18 @@ def policy_blocks(policy: Policy, overrides: Sequence[Override]) -> list[Block]:
 def grants_blocks(grants: Sequence[Grant]) -> list[Block]:
     if not grants:
         return [section("No live grants.")]
-    lines = ["*Live grants* (the tool runs without asking until the grant ends)"]
+    lines = [
+        "*Live grants* (the tool runs without asking until the grant ends, for calls its rule "
+        "would send to the same approvers)"
+    ]
     for grant in grants:
         scope = "these arguments only" if grant.arguments is not None else "any arguments"
+        # where the rule would send the call to other people, the grant does not apply
+        under = f", under {escape(grant.rule[:200])} only" if grant.rule else ""
         lines.append(
             f"• `{grant.id}`: `{escape(grant.tool[:100])}` for <@{grant.requester_id}> "
-            f"({scope}), granted by <@{grant.created_by}>, until {slack_date(grant.expires_at)}"
+            f"({scope}{under}), granted by <@{grant.created_by}>, "
+            f"until {slack_date(grant.expires_at)}"
         )
     return text_blocks("\n".join(lines))
 

@@ -8,7 +8,7 @@ from bot.assistant import Assistant
 from bot.console import Console
 from bot.slack.adapter import SlackChat
 from bot.slack.background import Background
-from bot.slack.listeners import actions, commands, home, messages, views
+from bot.slack.listeners import actions, commands, home, membership, messages, views
 
 
 def register(
@@ -24,3 +24,4 @@ def register(
     views.register(app, assistant, chat, background)
     commands.register(app, console, background)
     home.register(app, console, chat, background)
+    membership.register(app, assistant.directory, background)

@@ -189,7 +189,7 @@ async def edit(assistant: Assistant, chat: SlackChat, click: Click) -> None:
     call = request.calls[target.call]
     if not call.editable:
         raise NotAllowed(request.id, click.user_id, "The arguments of this call cannot be edited.")
-    if target.revision is not None and target.revision != request.revision:
+    if target.revision != request.revision:  # a card from before revisions names none
         raise StaleCard(request.id, click.user_id)
     try:
         form = edit_form(call.parameters, request.arguments_of(target.call))
@@ -205,7 +205,7 @@ async def edit(assistant: Assistant, chat: SlackChat, click: Click) -> None:
 
 
 async def show_arguments(assistant: Assistant, chat: SlackChat, click: Click) -> None:
-    request = await assistant.store.get_approval(click.target_id)
+    request = await assistant.readable(click.target_id, click.user_id)
     await chat.open_view(click.trigger_id, blocks.arguments_modal(request))
 
 
@@ -214,7 +214,7 @@ async def retry_resume(assistant: Assistant, chat: SlackChat, click: Click) -> N
 
 
 async def retry_turn(assistant: Assistant, chat: SlackChat, click: Click) -> None:
-    if not await assistant.retry_turn(click.target_id):
+    if not await assistant.retry_turn(click.target_id, click.user_id):
         note = ":information_source: That message was retried already."
         await tell(chat, click.user_id, click.channel_id, note)
 
@@ -273,11 +273,8 @@ def _listener(
             await _answer(ack, answer_first)
             await tell(chat, click.user_id, click.channel_id, ":warning: That button is not valid.")
         except ApprovalError as error:
-            logger.info(
-                "%s on %s by %s refused: %r", action_id, click.target_id, click.user_id, error
-            )
             await _answer(ack, answer_first)
-            await tell(chat, click.user_id, click.channel_id, explain(error))
+            await _refused(assistant, chat, click, action_id, error)
         except (UpstreamError, RedisError, OSError) as error:
             logger.error("%s on %s failed: %r", action_id, click.target_id, error)
             await _answer(ack, answer_first)
@@ -295,6 +292,16 @@ def _listener(
             await refresh_home(click.user_id)
 
     return on_click
+
+
+async def _refused(
+    assistant: Assistant, chat: SlackChat, click: Click, action_id: str, error: ApprovalError
+) -> None:
+    """Tell the person why their click changed nothing (after the answer)."""
+    logger.info("%s on %s by %s refused: %r", action_id, click.target_id, click.user_id, error)
+    await tell(chat, click.user_id, click.channel_id, explain(error))
+    if isinstance(error, StaleCard):  # show what there is to decide now
+        await assistant.show_card(click.target_id)
 
 
 async def _answer(ack: AsyncAck, answered: bool) -> None:

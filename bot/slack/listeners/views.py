@@ -12,7 +12,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.approval import ApprovalRequest
 from bot.assistant import Assistant, Decided
 from bot.editing import EditedArguments, NotEditable, edit_form, read_form
-from bot.errors import ApprovalError, NotAllowed, UpstreamError
+from bot.errors import ApprovalError, EditRefused, NotAllowed, UpstreamError
 from bot.slack import blocks
 from bot.slack.adapter import SlackChat
 from bot.slack.background import Background
@@ -164,6 +164,10 @@ async def _record(
     on refusal or failure answer too, and tell the person privately in ``channel``."""
     try:
         decided = await deciding
+    except EditRefused as error:  # shown under the field; the form stays open
+        logger.info("%s by %s refused: %r", what, user, error)
+        await ack(response_action="errors", errors=field_errors({error.field: error.reason}))
+        return None
     except ApprovalError as error:
         await ack()
         logger.info("%s by %s refused: %r", what, user, error)
