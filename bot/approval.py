@@ -383,7 +383,29 @@ class ApprovalRequest:
                 responses.append(call.confirm(edit.override if edit and edit.override else None))
             else:
                 responses.append(call.reject(self.rejection_message(index)))
-        return [*deferred.executed_results, *responses]
+        return [*deferred.executed_results, *responses, *self._server_side_notes()]
+
+    def _server_side_notes(self) -> list[Any]:
+        """Why server-side calls were rejected, as one message for the model.
+
+        A connector's or built-in's rejection goes back as a tool confirmation, which holds
+        only allow or deny: the SDK drops the reason. The spec lets an append carry input
+        entries beside the confirmations, so the reasons (a person's, the policy's, or "nobody
+        decided in time") follow as a user-role message that says where it comes from."""
+        lines = [
+            f"- `{self.calls[index].name}` (call {self.calls[index].tool_call_id}): "
+            f"{self.rejection_message(index)}"
+            for index, call in enumerate(self.calls)
+            if call.server_side and self.decisions[index].status is not Status.APPROVED
+        ]
+        if not lines:
+            return []
+        text = (
+            "Message from the approval system, not from the user: these tool calls were not "
+            "allowed to run.\n" + "\n".join(lines)
+        )
+        # a dict: the SDK passes on input entries given as dicts (or function results) only
+        return [{"type": "message.input", "role": "user", "content": text}]
 
     def _runnable(self, index: int) -> bool:
         """Whether an approved call can run: a local call needs a JSON object of arguments

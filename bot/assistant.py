@@ -7,6 +7,7 @@ through the Chat port. It knows nothing of Slack or HTTP.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -84,7 +85,12 @@ class Decided:
     edit: Edit | None = None
     grant_s: int | None = None
     complete: bool = False
+    job_id: str = ""  # the announce job's id: its audit entries and grant are made once
 
+
+#: How many pending requests (oldest first) are looked through for cards to post when the
+#: bot joins a channel.
+CARDS_REPOST_SCAN = 500
 
 #: Deferrals the policy decides alone, in a row, before the bot stops the thread (a model
 #: that keeps calling a denied tool must not loop for ever).
@@ -298,24 +304,31 @@ class Assistant:
     async def _expired(self, request: ApprovalRequest) -> None:
         logger.info("approval %s expired without a decision", request.id)
         for index in request.asked:
-            if request.decisions[index].status is not Status.EXPIRED:
-                continue
-            self.metrics.decided("expired")
-            call = request.calls[index]
-            await self._quietly(
-                self.audit.record(
-                    "expired",
-                    actor=BOT,
-                    approval_id=request.id,
-                    requester=request.requester.user_id,
-                    tool=call.name,
-                    arguments=request.arguments_of(index),
-                    rule=call.rule,
-                    permalink=request.card_link,
-                )
-            )
+            if request.decisions[index].status is Status.EXPIRED:
+                self.metrics.decided("expired")
+        # the resume job the expiry enqueued writes it too (once: same entry ids), and is
+        # retried until it is written
+        await self._quietly(self._audit_expiry(request))
         await self._quietly(self.chat.tell_decided(request))
         await self._refresh_card(request.id)
+
+    async def _audit_expiry(self, request: ApprovalRequest) -> None:
+        """The ``expired`` entry of each call nobody decided in time (none if none)."""
+        for index in request.asked:
+            if request.decisions[index].status is not Status.EXPIRED:
+                continue
+            call = request.calls[index]
+            await self.audit.record(
+                "expired",
+                actor=BOT,
+                entry_id=f"{request.id}:{index}:expired",
+                approval_id=request.id,
+                requester=request.requester.user_id,
+                tool=call.name,
+                arguments=request.arguments_of(index),
+                rule=call.rule,
+                permalink=request.card_link,
+            )
 
     async def remind(self, approval_id: str, now: float) -> bool:
         """Remind the approvers in the card's thread, and schedule the next reminder (none
@@ -334,6 +347,19 @@ class Assistant:
             return False
         await self._quietly(self.chat.remind(request))
         return True
+
+    async def post_waiting_cards(self, channel_id: str) -> list[str]:
+        """The bot joined ``channel_id``: post the cards Slack refused there for good (the
+        bot was not a member); the ids of the requests whose card is now posted."""
+        posted: list[str] = []
+        ids = await self.store.pending_ids(0, CARDS_REPOST_SCAN - 1)
+        for request in await self.store.get_approvals(ids):
+            waiting = request.card is None and request.status is Status.PENDING
+            if waiting and request.approvals_channel == channel_id:
+                with _about_request(request):
+                    if (await self._post_card(request, first=False)).card is not None:
+                        posted.append(request.id)
+        return posted
 
     async def post_card_again(self, approval_id: str, now: float) -> bool:
         """Post the card of a request whose first post failed. True once it is posted."""
@@ -365,10 +391,11 @@ class Assistant:
             Auto.DENY: "auto_denied",
             Auto.GRANT: "granted_run",
         }
-        for call in request.calls:
+        for index, call in enumerate(request.calls):
             await self.audit.record(
                 events[call.auto],
                 actor=request.requester.user_id if call.auto is None else POLICY,
+                entry_id=f"{request.id}:{index}:{events[call.auto]}",
                 approval_id=request.id,
                 requester=request.requester.user_id,
                 tool=call.name,
@@ -384,6 +411,25 @@ class Assistant:
         try:
             card = await self.chat.post_card(request)
         except UpstreamError as error:
+            if error.permanent:
+                # not retried on a timer: it cannot succeed until a person acts (an invite,
+                # a scope); the card is posted when the bot joins the channel
+                await self.store.reschedule(keys.CARDS_DUE_ZSET, request.id, None)
+                self.metrics.refused_for_good(error, f"posting the card of {request.id}")
+                logger.error(
+                    "approval %s: card not posted in %s, and not retried: %r (fix: %s)",
+                    request.id,
+                    request.approvals_channel,
+                    error,
+                    error.fix,
+                )
+                if first:
+                    await self._quietly(
+                        self.chat.tell_card_failed(
+                            request, error.code or _problem(error), error.fix
+                        )
+                    )
+                return request
             logger.error("approval %s: card not posted (retried later): %r", request.id, error)
             if first:
                 await self._quietly(self.chat.tell_card_failed(request, _problem(error)))
@@ -566,15 +612,20 @@ class Assistant:
                 edit=Edit.from_dict(edit) if edit else None,
                 grant_s=data.get("grant_s"),
                 complete=job.fields.get("complete") == "1",
+                job_id=job.id,
             )
         )
 
     async def announce(self, decided: Decided) -> None:
         """Audit a recorded decision, create its grant, and show it (the card, or the
         requester's thread when it completed the request). Run by the announce job that
-        recording the decision enqueued, whichever process takes it."""
+        recording the decision enqueued, whichever process takes it.
+
+        The audit entries and the grant raise when Redis refuses them, so that the job is
+        retried; they are made once per job (entry ids and grant id from the job's id), and
+        everything after them (counting, telling people) happens once, on the attempt that
+        got through."""
         with _about_request(decided.request, user=decided.user_id or None):
-            self._count_decisions(decided)
             await self._announce(decided)
 
     def _count_decisions(self, decided: Decided) -> None:
@@ -591,27 +642,27 @@ class Assistant:
             if outcome not in decided.events:
                 continue
             call = request.calls[index]
-            await self._quietly(
-                self.audit.record(
-                    decided.events[outcome],
-                    actor=decided.user_id,
-                    approval_id=request.id,
-                    requester=request.requester.user_id,
-                    tool=call.name,
-                    arguments=call.arguments if decided.edit else request.arguments_of(index),
-                    edited_arguments=decided.edit.arguments if decided.edit else None,
-                    rule=call.rule,
-                    detail=decided.reason,
-                    permalink=request.card_link,
-                )
+            event = decided.events[outcome]
+            await self.audit.record(
+                event,
+                actor=decided.user_id,
+                entry_id=f"{decided.job_id}:{index}:{event}" if decided.job_id else None,
+                approval_id=request.id,
+                requester=request.requester.user_id,
+                tool=call.name,
+                arguments=call.arguments if decided.edit else request.arguments_of(index),
+                edited_arguments=decided.edit.arguments if decided.edit else None,
+                rule=call.rule,
+                detail=decided.reason,
+                permalink=request.card_link,
             )
         if decided.grant_s is not None:
             for index in decided.decided:
-                await self._grant(request, index, decided.user_id, decided.grant_s)
+                await self._grant(request, index, decided, decided.grant_s)
+        self._count_decisions(decided)
         if decided.complete:
             logger.info("approval %s %s; resume enqueued", request.id, request.status.value)
             await self._quietly(self.chat.tell_decided(request))
-            await self._refresh_card(request.id)
         else:
             logger.info(
                 "approval %s: %d of %d calls decided",
@@ -619,13 +670,19 @@ class Assistant:
                 len(request.asked) - len(request.undecided),
                 len(request.asked),
             )
-            await self._refresh_card(request.id)
+        await self._quietly(self._refresh_card(request.id))
 
     async def _grant(
-        self, request: ApprovalRequest, index: int, user_id: str, duration_s: int
+        self, request: ApprovalRequest, index: int, decided: Decided, duration_s: int
     ) -> None:
+        """The grant a decision gave, from the moment it was given; one per call and
+        announce job however often the job runs."""
         call = request.calls[index]
         assert call.gate is not None
+        user_id = decided.user_id
+        grant_id = None
+        if decided.job_id:
+            grant_id = hashlib.sha256(f"{decided.job_id}:{index}".encode()).hexdigest()[:12]
         grant = await self.policy_store.create_grant(
             tool=call.name,
             requester_id=request.requester.user_id,
@@ -636,9 +693,20 @@ class Assistant:
             duration_s=duration_s,
             approval_id=request.id,
             gate=call.gate,
+            grant_id=grant_id,
+            created_at=request.decisions[index].at or None,
         )
+        if grant is None:  # the job ran so late that the grant had ended already
+            logger.warning(
+                "approval %s: the grant of call %d ended before it was made", request.id, index
+            )
+            return
         await self.audit.record_grant(
-            "grant_created", actor=user_id, grant=grant, detail=f"until {grant.expires_at:.0f}"
+            "grant_created",
+            actor=user_id,
+            grant=grant,
+            detail=f"until {grant.expires_at:.0f}",
+            entry_id=f"{decided.job_id}:{index}:grant_created" if decided.job_id else None,
         )
 
     async def show_card(self, approval_id: str) -> None:
@@ -709,6 +777,7 @@ class Assistant:
             logger.error("approval %s: a resume job for an undecided request", approval_id)
             await self.store.update_approval(request, resume=Resume.WAITING)
             return
+        await self._audit_expiry(request)  # raising: the job is retried until it is written
         await self._resume(request, interrupted=found is Resume.RUNNING)
 
     async def _resume(
@@ -797,6 +866,7 @@ class Assistant:
             await self.audit.record(
                 event,
                 actor=BOT,
+                entry_id=f"{request.id}:{tool_call_id}:{event}",
                 approval_id=request.id,
                 requester=request.requester.user_id,
                 tool=name,

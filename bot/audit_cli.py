@@ -3,6 +3,11 @@
 It reads the same Redis as the bot (``REDIS_URL``; without it, the embedded Redis in
 ``DATA_DIR``, which must not be in use by a running bot). Entries come oldest first, in
 pages, so a year of audit never sits in memory at once.
+
+With the file sink on (``AUDIT_SINKS`` has ``file``), it also reads the day files in
+``AUDIT_DIR`` and merges them with the stream by stream id: entries Redis trimmed come from
+the files, entries the files do not hold yet from Redis, and an entry in both is written
+once.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -20,7 +25,9 @@ from typing import IO, Any
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from bot.audit import AuditLog
+from bot.audit import AuditLog, entry_line, position
+from bot.audit_sinks import read_day_files
+from bot.connections import RedisClient, open_cluster
 from bot.redis_server import EmbeddedRedis
 from bot.settings import Settings
 
@@ -72,14 +79,35 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
 
 
-def entry_line(entry: dict[str, str]) -> str:
-    """One audit entry as a JSON line: text fields as stored, ``at`` as a number, plus
-    ``time`` in ISO 8601 (UTC) for people reading the file."""
-    record: dict[str, Any] = dict(entry)
-    at = float(entry.get("at") or 0.0)
-    record["at"] = at
-    record["time"] = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
-    return json.dumps(record, ensure_ascii=False, sort_keys=True)
+async def merged(
+    from_redis: AsyncIterator[dict[str, str]], from_files: Iterator[dict[str, Any]]
+) -> AsyncIterator[str]:
+    """The lines of both sources, oldest first by stream id, each entry once: an entry both
+    hold is written from Redis (the same fields), and files fill in what Redis no longer
+    holds (trimmed) while Redis fills in what the file sink has not written yet."""
+    last: tuple[int, int] | None = None
+    waiting = next(from_files, None)
+
+    def fresh(at: tuple[int, int]) -> bool:
+        return last is None or at > last
+
+    async for entry in from_redis:
+        at = position(entry["id"])
+        while waiting is not None and position(str(waiting["id"])) <= at:
+            older = position(str(waiting["id"]))
+            if older < at and fresh(older):
+                last = older
+                yield json.dumps(waiting, ensure_ascii=False, sort_keys=True)
+            waiting = next(from_files, None)
+        if fresh(at):
+            last = at
+            yield entry_line(entry)
+    while waiting is not None:
+        older = position(str(waiting["id"]))
+        if fresh(older):
+            last = older
+            yield json.dumps(waiting, ensure_ascii=False, sort_keys=True)
+        waiting = next(from_files, None)
 
 
 async def export(settings: Settings, since: float | None, until: float | None, out: IO[str]) -> int:
@@ -88,12 +116,19 @@ async def export(settings: Settings, since: float | None, until: float | None, o
         url = settings.redis_url
         if url is None:
             url = await stack.enter_async_context(EmbeddedRedis(settings.data_dir))
-        client = redis.Redis.from_url(url, socket_timeout=30)
+        client: RedisClient = (
+            open_cluster(url, max_connections=4)
+            if settings.redis_cluster
+            else redis.Redis.from_url(url, socket_timeout=30)
+        )
         stack.push_async_callback(client.aclose)
         audit = AuditLog(client, settings.audit_retention_days)
+        from_files: Iterator[dict[str, Any]] = iter(())
+        if "file" in settings.audit_sink_names:
+            from_files = read_day_files(settings.audit_directory, since, until)
         written = 0
-        async for entry in audit.iterate(since, until):
-            out.write(entry_line(entry) + "\n")
+        async for line in merged(audit.iterate(since, until), from_files):
+            out.write(line + "\n")
             written += 1
         return written
 

@@ -62,8 +62,11 @@ class Chat(Protocol):
     async def tell_awaiting(self, request: ApprovalRequest) -> None:
         """Say in the requester's thread that the action waits for approval, and where."""
 
-    async def tell_card_failed(self, request: ApprovalRequest, problem: str) -> None:
-        """Say in the requester's thread that the card could not be posted."""
+    async def tell_card_failed(
+        self, request: ApprovalRequest, problem: str, fix: str | None = None
+    ) -> None:
+        """Say in the requester's thread that the card could not be posted; ``fix``: what a
+        person must do first (a permanent failure, not retried), None: it is retried."""
 
     async def tell_resume_failed(self, request: ApprovalRequest, problem: str) -> None:
         """Say in the requester's thread that the decision was taken but resuming failed."""

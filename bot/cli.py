@@ -16,9 +16,11 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot import audit_cli, policy_cli
 from bot.config import BotConfig, load_config
+from bot.doctor import render_json, render_table, run_doctor
 from bot.errors import ConfigError
 from bot.logs import configure_logging
 from bot.mcp_servers import load_mcp_servers
+from bot.run_context import check_sdk
 from bot.server_tools import load_server_tools
 from bot.services import Services, open_services
 from bot.settings import Mode, Settings, load_settings
@@ -44,6 +46,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = commands.add_parser("check", help="validate the config file and its tools, then exit")
     check.add_argument("file", nargs="?", type=Path, help="config file (default: $BOT_CONFIG)")
+    doctor = commands.add_parser(
+        "doctor",
+        help="check, online, everything the bot depends on (Slack, Mistral, tools, Redis); "
+        "exit 0 unless a check failed",
+    )
+    doctor.add_argument("file", nargs="?", type=Path, help="config file (default: $BOT_CONFIG)")
+    doctor.add_argument(
+        "--json", action="store_true", help='print [{"check", "status", "detail", "fix"}, …]'
+    )
     policy_cli.add_parser(commands)
     audit_cli.add_parser(commands)
     return parser
@@ -52,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 def load(mode: Mode, config_file: Path | None = None) -> tuple[Settings, BotConfig, list[Tool]]:
     """Settings, config and tools; ConfigError lists every problem."""
     settings = load_settings(mode)
+    check_sdk()
     path = config_file or settings.bot_config
     config = load_config(path)
     tools = load_tools(config, path)
@@ -136,9 +148,26 @@ def _audit(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    """Exit 0 when no check failed (warnings allowed), 1 when one did, 2 for a config error."""
+    try:
+        settings = load_settings("check")  # a missing token is one of the checks
+        path = args.file or settings.bot_config
+        config = load_config(path)
+    except ConfigError as error:
+        print(error.render(), file=sys.stderr)
+        return EXIT_CONFIG
+    _configure_logging(settings)
+    report = asyncio.run(run_doctor(settings, config, path))
+    print(render_json(report.checks) if args.json else render_table(report))
+    return report.exit_code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command ``argv`` names (default: the process's arguments); the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "doctor":
+        return _doctor(args)
     if args.command == "policy":
         return _policy(args)
     if args.command == "audit":

@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 #: lifetime (keys.CHANNEL_MEMBERS_TTL_S), so a change reaches every process about as soon.
 LOCAL_TTL_S: Final = 10.0
 
+#: At most this many lists kept in the process (channels and user groups); past it, the
+#: expired ones go, then the oldest.
+LOCAL_MAX_ENTRIES: Final = 512
+
 
 class Directory:
     def __init__(self, store: Store, chat: Chat, policy: Policy) -> None:
@@ -45,7 +49,7 @@ class Directory:
             return set(local[1])
         value = await self.store.cached(key)
         if value is not None:
-            self._local[key] = (now + LOCAL_TTL_S, frozenset(value))
+            self._keep(key, now + LOCAL_TTL_S, frozenset(value))
             return set(value)
         try:
             members = await fetch()
@@ -53,8 +57,19 @@ class Directory:
             logger.error("cannot list %s; counting nobody: %r", what, error)
             return set()
         await self.store.cache(key, sorted(members), ttl_s)
-        self._local[key] = (now + LOCAL_TTL_S, frozenset(members))
+        self._keep(key, now + LOCAL_TTL_S, frozenset(members))
         return members
+
+    def _keep(self, key: str, until: float, members: frozenset[str]) -> None:
+        self._local.pop(key, None)  # re-inserted last: the dict's order is the age
+        self._local[key] = (until, members)
+        if len(self._local) <= LOCAL_MAX_ENTRIES:
+            return
+        now = time.monotonic()
+        for stale in [k for k, (expires, _) in self._local.items() if expires <= now]:
+            del self._local[stale]
+        while len(self._local) > LOCAL_MAX_ENTRIES:
+            del self._local[next(iter(self._local))]
 
     async def channel_members(self, channel_id: str) -> set[str]:
         return await self._cached(

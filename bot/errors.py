@@ -117,14 +117,25 @@ class UpstreamError(BotError):
         *,
         status: int | None = None,
         conversation_id: str | None = None,
+        code: str | None = None,
+        fix: str | None = None,
     ) -> None:
         self.service = service
         self.status = status
         self.conversation_id = conversation_id
+        #: the service's own error code (Slack's ``error`` field: ``not_in_channel``, …)
+        self.code = code
+        #: for a permanent failure, what a person must change (an invite, a scope) before
+        #: trying again can help; None for a failure worth retrying
+        self.fix = fix
         super().__init__(message)
+
+    @property
+    def permanent(self) -> bool:
+        return self.fix is not None
 
     def __repr__(self) -> str:
         return (
             f"UpstreamError(service={self.service!r}, status={self.status!r}, "
-            f"message={str(self)!r})"
+            f"code={self.code!r}, permanent={self.permanent!r}, message={str(self)!r})"
         )

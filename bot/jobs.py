@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
-import redis.asyncio as redis
 from redis.exceptions import RedisError, ResponseError
 
 from bot import keys
+from bot.connections import RedisClient
 from bot.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class JobQueue:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         metrics: Metrics,
         *,
         concurrency: int = 16,
@@ -149,6 +149,17 @@ class JobQueue:
                 )
                 await self._sleep(pause)
                 pause = min(pause * 2, 5.0)
+            except Exception:  # a bug: the loop must not die silently; log it whole, go on
+                logger.exception("job queue: reading jobs failed; retrying in %.1f s", pause)
+                await self._sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    @property
+    def reading(self) -> bool | None:
+        """Whether the loop that reads jobs runs (None: this process runs no jobs)."""
+        if self._loop is None:
+            return None
+        return not self._loop.done()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

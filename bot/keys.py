@@ -1,14 +1,32 @@
 """Every Redis key the bot uses, in one place.
 
-Keys are namespaced ``approval-bot:<kind>:<id>``. Each kind states its lifetime: either a
+Keys are namespaced ``{approval-bot}:<kind>:<id>``. Each kind states its lifetime: either a
 TTL (named with its unit) or why it has none.
+
+The braces are a Redis Cluster *hash tag*: a cluster places a key by the part between the
+first ``{`` and ``}`` only, so every key of the bot lives in one hash slot, by design. That
+is what lets every Lua script and MULTI touch several keys (a request, its schedules and the
+job stream in one step) and lets the job stream's consumer group be read alongside them: a
+cluster refuses (CROSSSLOT) any script or transaction whose keys span slots. The cost is
+that one cluster node holds and serves all of the bot's data; the bot's load (a few
+thousand small keys, a few commands per click) is far below what one node does, so nothing
+is lost by not spreading it. On a single Redis, or behind Sentinel, the braces are just
+part of the name.
+
+Before the hash tag, keys were named ``approval-bot:<kind>:<id>`` (``LEGACY_PREFIX``);
+``bot.key_migration`` renames them at start-up.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-PREFIX: Final = "approval-bot"
+#: The hash tag shared by every key (see above). Scripts and transactions get their keys from
+#: here; a key built anywhere else must start with it too.
+PREFIX: Final = "{approval-bot}"
+
+#: What keys were named before the hash tag; read only by ``bot.key_migration``.
+LEGACY_PREFIX: Final = "approval-bot"
 
 #: Schema version written into every stored approval; older versions stay readable.
 #: 1: one approvals channel. 2: a policy gate (approvers, quorum), votes, per-call verdicts.
@@ -67,6 +85,11 @@ CARD_RETRY_S: Final = 60
 SWEEPER_LOCK: Final = f"{PREFIX}:sweeper-lock"
 SWEEPER_LOCK_TTL_MS: Final = 60_000
 
+#: String: the lock of the start-up migration from ``LEGACY_PREFIX`` names; the process
+#: renaming holds it, renewing it every batch, for at most ``MIGRATION_LOCK_TTL_MS``.
+MIGRATION_LOCK: Final = f"{PREFIX}:migration-lock"
+MIGRATION_LOCK_TTL_MS: Final = 30_000
+
 # -- threads ---------------------------------------------------------------------------------
 #: Hash: one Slack thread's conversation (``conversation_id``), its state
 #: (``idle`` / ``running`` / ``waiting``), the approval it waits for, and the message being
@@ -103,6 +126,26 @@ OVERRIDES: Final = f"{PREFIX}:overrides"
 
 #: Stream: the audit trail (who did what, when). Trimmed to the configured retention.
 AUDIT_STREAM: Final = f"{PREFIX}:audit"
+
+#: String: the stream id of an audit entry written under a deterministic entry id (a job's
+#: id, the call and the event), so that a retried job finds it and does not write it again.
+#: Kept ``AUDIT_ENTRY_SEEN_TTL_S``: longer than a job can wait to be retried (it is retried
+#: within minutes; a week covers every process being down for days).
+AUDIT_ENTRY_SEEN: Final = f"{PREFIX}:audit-entry:"
+AUDIT_ENTRY_SEEN_TTL_S: Final = 7 * 24 * 3600
+
+#: Hash: per audit sink (``file``, ``webhook``), the stream id of the last entry it took
+#: for good. No TTL: it is the shipper's position; without it every sink starts over.
+AUDIT_SHIPPED: Final = f"{PREFIX}:audit-shipped"
+
+#: String: the lock of one sink's shipper; one process at a time ships to a sink, renewing
+#: the lock while it runs, for at most ``AUDIT_SHIPPER_LOCK_TTL_MS`` after it stops.
+AUDIT_SHIPPER_LOCK: Final = f"{PREFIX}:audit-shipper-lock:"
+AUDIT_SHIPPER_LOCK_TTL_MS: Final = 30_000
+
+#: String: set when an announce job created its grant, so that a retried job does not
+#: create it again (nor bring back a grant revoked meanwhile). Same TTL as AUDIT_ENTRY_SEEN.
+GRANT_MADE: Final = f"{PREFIX}:grant-made:"
 
 # -- Slack -----------------------------------------------------------------------------------
 #: String: JSON list of a channel's members (``conversations.members``), a short cache.
@@ -168,3 +211,15 @@ def grant_for(requester_id: str, gate: str, tool: str, scope: str) -> str:
 
 def usergroup_members(usergroup_id: str) -> str:
     return USERGROUP_MEMBERS + usergroup_id
+
+
+def audit_entry_seen(entry_id: str) -> str:
+    return AUDIT_ENTRY_SEEN + entry_id
+
+
+def audit_shipper_lock(sink: str) -> str:
+    return AUDIT_SHIPPER_LOCK + sink
+
+
+def grant_made(grant_id: str) -> str:
+    return GRANT_MADE + grant_id

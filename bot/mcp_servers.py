@@ -38,7 +38,7 @@ from mistralai.extra.mcp.streamable_http import (
 
 from bot.config import BotConfig, MCPServerConfig, describe, read_yaml
 from bot.errors import ConfigError
-from bot.tools import edit_note, run_once
+from bot.tools import claim_call, run_once
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,8 @@ class SharedMCPClient:
 
         # an approved call that ran before (a retried resume) is not sent again; the stored
         # result comes back as the text the SDK would have made of the chunks
-        result = await run_once(name, arguments, execute)
+        claim = claim_call(name, arguments)
+        result = await run_once(claim, name, execute)
         if isinstance(result, str):
             try:
                 chunks = json.loads(result)
@@ -196,7 +197,7 @@ class SharedMCPClient:
                 chunks = [{"type": "text", "text": result}]
         else:
             chunks = list(result)
-        note = edit_note(name, arguments)
+        note = claim.note if claim else None
         return [{"type": "text", "text": note}, *chunks] if note else chunks
 
     async def get_system_prompt(self, name: str, arguments: dict[str, Any]) -> MCPSystemPrompt:

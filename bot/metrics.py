@@ -10,6 +10,7 @@ requests, queued and running jobs) are read from Redis when Prometheus scrapes.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Final, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -43,6 +44,15 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.permanent_errors = Counter(
+            "approval_bot_permanent_errors",
+            "Failures that retrying cannot fix until a person acts (Slack's not_in_channel, "
+            "missing_scope, …), by service and error code; not retried.",
+            ["service", "error"],
+            registry=self.registry,
+        )
+        #: the last permanent failures, for /readyz
+        self.recent_permanent: deque[dict[str, str]] = deque(maxlen=10)
         self.requests = Counter(
             "approval_bot_requests",
             "Tool calls decided, by outcome: approved, denied (by people), expired (nobody "
@@ -111,6 +121,25 @@ class Metrics:
             buckets=(0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20),
             registry=self.registry,
         )
+        self.audit_shipped = Counter(
+            "approval_bot_audit_shipped",
+            "Audit entries a long-term sink took (file, webhook), by sink.",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.audit_sink_failures = Counter(
+            "approval_bot_audit_sink_failures",
+            "Batches of audit entries a sink did not take (offered again later), by sink.",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.audit_sink_lag = Gauge(
+            "approval_bot_audit_sink_lag_seconds",
+            "Age of the oldest audit entry a sink has not taken yet (0: caught up), by sink; "
+            "set by the process shipping to it.",
+            ["sink"],
+            registry=self.registry,
+        )
         self.http_requests = Counter(
             "approval_bot_http_requests",
             "HTTP requests served, by route and status.",
@@ -123,6 +152,15 @@ class Metrics:
         self.requests.labels(outcome).inc()
         if waited_s is not None:
             self.decision_seconds.observe(max(waited_s, 0.0))
+
+    def refused_for_good(self, error: UpstreamError, doing: str) -> None:
+        """A permanent failure (Slack's ``not_in_channel``, say): counted by its code, and
+        kept (the last few) for ``/readyz`` so the operator sees what to fix."""
+        code = error.code or "unknown"
+        self.permanent_errors.labels(error.service, code).inc()
+        self.recent_permanent.append(
+            {"service": error.service, "error": code, "while": doing, "fix": error.fix or ""}
+        )
 
     def upstream_failed(self, error: UpstreamError) -> UpstreamError:
         """Count ``error`` and give it back, to raise: ``raise metrics.upstream_failed(...)``."""

@@ -3,14 +3,50 @@
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import time
-from typing import Any
-
-import redis.asyncio as redis
+from typing import Any, Final
 
 from bot import keys
+from bot.connections import RedisClient
 from bot.policy import Effect, Gate, Grant, Override, grant_scope
+
+#: A Lua script rather than WATCH/MULTI: redis-py's asyncio cluster client cannot read a key
+#: between WATCH and MULTI (its watched commands are not awaited in order).
+DELETE_IF_EQUALS_SCRIPT: Final = """
+-- KEYS[1]: a grant lookup (GRANT_FOR)
+-- ARGV[1]: the grant id it must still hold to be deleted
+-- returns 1 if deleted, 0 if it holds another grant (a newer one, which must stay) or none
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+#: Creates a grant once: a retried announce job finds its marker and creates nothing (not even
+#: a grant revoked meanwhile). The ZADD comes first, so that a write Redis refuses leaves
+#: nothing behind (a script is not rolled back).
+CREATE_GRANT_SCRIPT: Final = """
+-- KEYS[1]: the grant's marker (GRANT_MADE)
+-- KEYS[2]: the grant (GRANT)
+-- KEYS[3]: its lookup (GRANT_FOR)
+-- KEYS[4]: grant ids by expiry (GRANTS_ZSET)
+-- ARGV[1]: the grant id
+-- ARGV[2]: the grant as JSON
+-- ARGV[3]: seconds it has left
+-- ARGV[4]: when it expires (Unix seconds)
+-- ARGV[5]: seconds the marker is kept
+-- returns 1 when created now, 0 when it was created before
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3])
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[5])
+return 1
+"""
 
 
 def _text(value: Any) -> str:
@@ -20,8 +56,10 @@ def _text(value: Any) -> str:
 class PolicyStore:
     """Grants and overrides. Grants expire with Redis TTLs; overrides stay until reset."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self.redis = client
+        self._delete_if = client.register_script(DELETE_IF_EQUALS_SCRIPT)
+        self._create_grant = client.register_script(CREATE_GRANT_SCRIPT)
 
     # -- overrides ---------------------------------------------------------------------------
     async def overrides(self) -> list[Override]:
@@ -51,27 +89,46 @@ class PolicyStore:
         duration_s: int,
         approval_id: str,
         gate: Gate,
-    ) -> Grant:
-        """A grant for calls of ``tool`` by ``requester_id`` that ``gate``'s rule governs."""
+        grant_id: str | None = None,
+        created_at: float | None = None,
+    ) -> Grant | None:
+        """A grant for calls of ``tool`` by ``requester_id`` that ``gate``'s rule governs,
+        from ``created_at`` (default: now) for ``duration_s``.
+
+        ``grant_id`` (deterministic, from a job) makes it idempotent: the same id again
+        creates nothing and returns the same grant. None when it has expired already."""
         now = time.time()
+        created_at = now if created_at is None else created_at
         grant = Grant(
-            id=secrets.token_hex(6),
+            id=grant_id or secrets.token_hex(6),
             tool=tool,
             requester_id=requester_id,
             arguments=arguments,
             created_by=created_by,
-            created_at=now,
-            expires_at=now + duration_s,
+            created_at=created_at,
+            expires_at=created_at + duration_s,
             approval_id=approval_id,
             rule=gate.rule,
             gate=gate.fingerprint,
         )
-        lookup = keys.grant_for(requester_id, grant.gate, tool, grant.scope)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.grant(grant.id), json.dumps(grant.to_dict()), ex=duration_s)
-            pipe.set(lookup, grant.id, ex=duration_s)
-            pipe.zadd(keys.GRANTS_ZSET, {grant.id: grant.expires_at})
-            await pipe.execute()
+        left_s = math.ceil(grant.expires_at - now)
+        if left_s <= 0:
+            return None
+        await self._create_grant(
+            keys=[
+                keys.grant_made(grant.id),
+                keys.grant(grant.id),
+                keys.grant_for(requester_id, grant.gate, tool, grant.scope),
+                keys.GRANTS_ZSET,
+            ],
+            args=[
+                grant.id,
+                json.dumps(grant.to_dict()),
+                left_s,
+                grant.expires_at,
+                keys.AUDIT_ENTRY_SEEN_TTL_S,
+            ],
+        )
         return grant
 
     async def find_grant(
@@ -117,17 +174,4 @@ class PolicyStore:
         return grant
 
     async def _delete_if_equals(self, key: str, value: str) -> None:
-        # WATCH/MULTI: delete the key only if it still holds ``value``; a WatchError means a
-        # newer grant took the key meanwhile, and that one must stay.
-        async with self.redis.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(key)
-                current = await pipe.get(key)
-                if current is None or _text(current) != value:
-                    await pipe.reset()  # type: ignore[no-untyped-call]
-                    return
-                pipe.multi()  # type: ignore[no-untyped-call]
-                pipe.delete(key)
-                await pipe.execute()
-            except redis.WatchError:
-                return
+        await self._delete_if(keys=[key], args=[value])

@@ -14,30 +14,31 @@ from typing import Any
 
 import httpx2
 from mistralai.client import Mistral
-from mistralai.client.beta import Beta
 from mistralai.client.errors import MistralError
 from mistralai.client.models import (
     FunctionCallEntry,
     FunctionResultEntry,
-    FunctionTool,
     MessageOutputEntry,
-    UnknownAgentTool,
+    TextChunk,
+    ToolFileChunk,
+    ToolReferenceChunk,
 )
 from mistralai.client.utils import BackoffStrategy, RetryConfig
 from mistralai.extra.exceptions import (
     DeferredToolCallsException,
     MistralClientException,
-    RunException,
 )
-from mistralai.extra.run.context import AgentRequestKwargs, RunContext
+from mistralai.extra.run.context import RunContext
 from mistralai.extra.run.tools import create_tool_call
 
 from bot.approval import ApprovalRequest
 from bot.config import BotConfig, MCPServerConfig
+from bot.connector_tools import ConnectorTools
 from bot.errors import UpstreamError
 from bot.mcp_servers import MCPServers
 from bot.metrics import Metrics
 from bot.policy import Holds
+from bot.run_context import AgentRunContext, BotRunContext
 from bot.server_tools import ServerTool
 from bot.settings import Settings
 from bot.tools import (
@@ -93,32 +94,6 @@ def make_client(settings: Settings) -> Mistral:
     )
 
 
-class AgentRunContext(RunContext):
-    """A RunContext for a Mistral agent that never blocks the event loop.
-
-    The SDK's ``prepare_agent_request`` registers the local functions on the agent with the
-    *synchronous* ``agents.update``, which would stall every other request of this process
-    (Slack's 3-second acknowledgements included) for a round trip on each run. This is the
-    same request, made with ``update_async``.
-    """
-
-    async def prepare_agent_request(self, beta_client: Beta) -> AgentRequestKwargs:
-        if self.agent_id is None:
-            raise RunException("Can't prepare an agent request, if no agent_id is provided")
-        agent = await beta_client.agents.get_async(agent_id=self.agent_id)
-        local = {tool.function.name for tool in self.get_tools()}
-        kept: list[Any] = [
-            tool
-            for tool in agent.tools or []
-            if not isinstance(tool, UnknownAgentTool)
-            and not (isinstance(tool, FunctionTool) and tool.function.name in local)
-        ]
-        await beta_client.agents.update_async(
-            agent_id=self.agent_id, tools=[*kept, *self.get_tools()]
-        )
-        return AgentRequestKwargs(agent_id=self.agent_id)
-
-
 class AgentRunner:
     """Runs conversations for the bot: a new message, or a resume after a decision."""
 
@@ -140,6 +115,10 @@ class AgentRunner:
         self.tools = tuple(tools)
         self.server_tools = tuple(server_tools)
         self.mcp_servers = mcp_servers
+        #: each connector's tools, as the API lists them (a glob rule holds them by name)
+        self.connector_tools = ConnectorTools(
+            client, [t.connector_id for t in self.server_tools if t.connector_id is not None]
+        )
         self._parameters = {
             tool.name: dict(create_tool_call(tool.function).function.parameters)
             for tool in self.tools
@@ -169,14 +148,13 @@ class AgentRunner:
         earlier attempt is not run again. ``report`` hears when each one runs.
         """
         local = [i for i, call in enumerate(request.calls) if not call.server_side]
+        tool_call_ids: dict[tuple[str, str], list[str]] = {}
+        for i in local:  # two identical calls are two calls: each keeps its own id
+            key = (request.calls[i].name, canonical_arguments(request.arguments_of(i)))
+            tool_call_ids.setdefault(key, []).append(request.calls[i].tool_call_id)
         approved = ApprovedCalls(
             ledger=ledger,
-            tool_call_ids={
-                (request.calls[i].name, canonical_arguments(request.arguments_of(i))): (
-                    request.calls[i].tool_call_id
-                )
-                for i in local
-            },
+            tool_call_ids=tool_call_ids,
             notes={
                 request.calls[i].tool_call_id: note
                 for i in local
@@ -222,7 +200,7 @@ class AgentRunner:
             for entry in history.entries[reached + 1 :]
             if isinstance(entry, MessageOutputEntry)
         ]
-        text = "\n\n".join(t for t in texts if t) or (
+        text = "\n".join(t for t in texts if t) or (
             "The decision reached the agent, but its reply was interrupted. Send a message "
             "in this thread to continue."
         )
@@ -243,12 +221,21 @@ class AgentRunner:
                     return dict(tool.function.parameters)
         return None
 
-    def _server_tools(self, deferring: Holds | None) -> dict[str, Any]:
-        """``tools=[…]`` for the connectors and built-ins, when there are any."""
+    async def _server_tools(self, deferring: Holds | None) -> dict[str, Any]:
+        """``tools=[…]`` for the connectors and built-ins, when there are any. A connector
+        whose tools could not be listed is left out (bot.connector_tools: fail closed)."""
         if not self.server_tools:
             return {}
         local = [tool.name for tool in self.tools]
-        return {"tools": [tool.declaration(deferring, local) for tool in self.server_tools]}
+        overrides = deferring.overrides if deferring is not None else ()
+        listed = await self.connector_tools.listed(overrides)
+        declared: list[dict[str, Any]] = []
+        for tool in self.server_tools:
+            if tool.connector_id is None:
+                declared.append(tool.declaration(deferring, local))
+            elif tool.connector_id in listed:
+                declared.append(tool.declaration(deferring, local, listed[tool.connector_id]))
+        return {"tools": declared} if declared else {}
 
     async def _register_mcp_servers(self, run_ctx: RunContext, deferring: Holds | None) -> None:
         """Lend every running MCP server to the run; one that fails is left out, and logged."""
@@ -269,7 +256,7 @@ class AgentRunner:
         if self.config.agent_id is not None:
             run_ctx = AgentRunContext(agent_id=self.config.agent_id, continue_on_fn_error=True)
         else:
-            run_ctx = RunContext(model=self.config.model, continue_on_fn_error=True)
+            run_ctx = BotRunContext(model=self.config.model, continue_on_fn_error=True)
         async with run_ctx:
             run_ctx.conversation_id = conversation_id
             for tool in self.tools:
@@ -284,7 +271,7 @@ class AgentRunner:
                         run_ctx=run_ctx,
                         inputs=inputs,
                         instructions=self.config.instructions,
-                        **self._server_tools(deferring),
+                        **await self._server_tools(deferring),
                     )
             except DeferredToolCallsException as deferred:
                 return Deferral(deferred.conversation_id or run_ctx.conversation_id or "", deferred)
@@ -295,7 +282,12 @@ class AgentRunner:
                 MistralClientException,
             ) as error:
                 raise self._failure(error, run_ctx.conversation_id) from error
-        text = result.output_as_text if result.output_entries else ""
+        texts = [
+            _entry_text(entry)
+            for entry in result.output_entries
+            if isinstance(entry, MessageOutputEntry)
+        ]
+        text = "\n".join(t for t in texts if t)
         return Answer(result.conversation_id or run_ctx.conversation_id or "", text)
 
     def _failure(self, error: Exception, conversation_id: str | None) -> UpstreamError:
@@ -334,10 +326,25 @@ def mcp_tool_configuration(
 
 
 def _entry_text(entry: MessageOutputEntry) -> str:
+    """A message's text as Markdown, the same on the live and the recovery paths.
+
+    Content may come as chunks: text, and what tools add (a web search's references, a
+    code run's files). A reference becomes a Markdown link (shown in Slack as
+    ``title (<url>)``), a file its name; the SDK's own ``output_as_text`` would write them
+    as ``<Reference title=…>``, which Slack shows as noise."""
     content = entry.content
     if isinstance(content, str):
         return content
-    return "".join(str(getattr(chunk, "text", "") or "") for chunk in content)
+    parts: list[str] = []
+    for chunk in content:
+        if isinstance(chunk, TextChunk):
+            parts.append(chunk.text)
+        elif isinstance(chunk, ToolReferenceChunk):
+            title = chunk.title.replace("[", "(").replace("]", ")") or "source"
+            parts.append(f" [{title}]({chunk.url})" if chunk.url else f" ({title})")
+        elif isinstance(chunk, ToolFileChunk):
+            parts.append(f" (file: {chunk.file_name or chunk.file_id})")
+    return "".join(parts)
 
 
 def _short(text: str, limit: int = 200) -> str:

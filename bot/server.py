@@ -28,6 +28,9 @@ BACKLOG_READ_TIMEOUT_S: Final = 2.0
 async def slack_events(request: web.Request) -> web.Response:
     """Events, interactivity and slash commands; Bolt verifies the signature (401 if bad)."""
     services = request.app[SERVICES]
+    if services.background.full:  # bounded: answer "later" rather than pile up work
+        logger.warning("%d listener tasks in flight; answering 503", services.background.limit)
+        return web.json_response({"error": "busy; retry later"}, status=503)
     try:
         bolt_request = await to_bolt_request(request)
     except ValueError as error:  # a body that is not the JSON or form Slack sends
@@ -57,12 +60,35 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+def _loop_state(running: bool | None) -> str:
+    return "off" if running is None else "running" if running else "stopped"
+
+
 async def readyz(request: web.Request) -> web.Response:
-    """Redis answers and the config is loaded: the bot can take work."""
+    """Redis answers, the config is loaded, and the background loops this process should
+    run (the job reader, the sweeper) are running: the bot can take work.
+
+    ``preflight`` reports the start-up checks (what failed, with the fix) but never makes
+    the answer 503: Slack or Mistral briefly unreachable must not take the bot out of
+    rotation, and restarting it would not fix a wrong token."""
     services = request.app[SERVICES]
     redis_ok = await services.store.ping()
-    body = {"redis": "ok" if redis_ok else "unreachable", "config": "ok"}
-    return web.json_response(body, status=200 if redis_ok else 503)
+    loops = {
+        "jobs": _loop_state(services.jobs.reading),
+        "sweeper": _loop_state(services.sweeper.running),
+    }
+    body: dict[str, Any] = {
+        "redis": "ok" if redis_ok else "unreachable",
+        "config": "ok",
+        "loops": loops,
+        "preflight": services.preflight.state(),
+        # what Slack refused for good (not retried): reported; the bot stays ready
+        "refused": list(services.metrics.recent_permanent),
+        # connectors not offered to the model: their tools could not be listed (fail closed)
+        "connectors_left_out": services.assistant.runner.connector_tools.problems,
+    }
+    ready = redis_ok and "stopped" not in loops.values()
+    return web.json_response(body, status=200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

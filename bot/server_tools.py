@@ -2,9 +2,10 @@
 
 Their tools run on Mistral's side; a call that needs a person's decision comes back as a
 ``function.call`` with ``confirmation_status: "pending"`` and is decided like a local call.
-Which of their tools need confirmation is what the config lists plus every name the policy
-would hold (rules and admins' overrides), so a rule about ``gmail_send`` works without
-repeating it in ``requires_confirmation``.
+Which of their tools need confirmation is what the config lists plus every tool the policy
+would hold (rules, globs and admins' overrides): a connector's tools are listed by the API
+(bot.connector_tools), so a rule ``gmail_*`` holds ``gmail_send`` though no config names it.
+A connector whose tools cannot be listed is not offered to the model at all (fail closed).
 """
 
 from __future__ import annotations
@@ -52,35 +53,35 @@ class ServerTool:
             return tool in self.include
         return self.exclude is None or tool not in self.exclude
 
-    def names(self, policy_names: Iterable[str]) -> set[str]:
-        """The tool names this server-side tool may have that the bot knows of.
-
-        A built-in's names are known; a connector's are its ``include`` list if it has one,
-        else its ``requires_confirmation`` plus the names the policy mentions (the API tells
-        nobody in advance which tools a connector has).
-        """
+    def names(self, listed: Iterable[str] = ()) -> set[str]:
+        """The tool names this server-side tool has: a built-in's are known; a connector's
+        are the ones the API listed for it (``listed``, see bot.connector_tools). Only its
+        own: a name is never put in another connector's or built-in's list."""
         if self.connector_id is None:
             return {*BUILTIN_TOOL_NAMES.get(self.type, ()), *self.requires_confirmation}
-        if self.include is not None:
-            return set(self.include)
-        builtin = {name for names in BUILTIN_TOOL_NAMES.values() for name in names}
-        return {*self.requires_confirmation, *(set(policy_names) - builtin)}
+        return set(listed)
 
-    def confirmations(self, holds: Holds | None, local: Iterable[str] = ()) -> list[str]:
-        """The tool names that must wait for a decision (``local``: function tool names)."""
+    def confirmations(
+        self, holds: Holds | None, local: Iterable[str] = (), listed: Iterable[str] = ()
+    ) -> list[str]:
+        """The tool names that must wait for a decision (``local``: function tool names;
+        ``listed``: a connector's tools, as the API lists them). Every listed name a rule, a
+        glob or an override would hold is held: ``gmail_*`` holds ``gmail_send``."""
         if holds is None:
-            return sorted(self.requires_confirmation)
-        candidates = self.names(holds.named) - set(local)
+            return sorted(set(self.requires_confirmation))
+        candidates = (self.names(listed) | set(self.requires_confirmation)) - set(local)
         return sorted(name for name in candidates if self.offers(name) and holds(name))
 
-    def declaration(self, holds: Holds | None, local: Iterable[str] = ()) -> dict[str, Any]:
+    def declaration(
+        self, holds: Holds | None, local: Iterable[str] = (), listed: Iterable[str] = ()
+    ) -> dict[str, Any]:
         """The entry for ``run_async(tools=[…])``, per the Conversations API."""
         configuration: dict[str, Any] = {}
         if self.include is not None:
             configuration["include"] = list(self.include)
         if self.exclude is not None:
             configuration["exclude"] = list(self.exclude)
-        confirmations = self.confirmations(holds, local)
+        confirmations = self.confirmations(holds, local, listed)
         if confirmations:
             configuration["requires_confirmation"] = confirmations
         entry: dict[str, Any] = {"type": self.type}

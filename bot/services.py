@@ -8,16 +8,22 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
+from redis.asyncio.cluster import RedisCluster
 from slack_bolt.async_app import AsyncApp
 
 from bot.assistant import Assistant
 from bot.audit import AuditLog
+from bot.audit_shipper import AuditShipper, build_sinks
 from bot.config import BotConfig
 from bot.connections import fill_pool, open_redis
 from bot.console import Console
 from bot.directory import Directory
+from bot.doctor.preflight import Preflight
+from bot.doctor.run import preflight_checks
+from bot.errors import ConfigError
 from bot.gatekeeper import Gatekeeper
 from bot.jobs import JobQueue
+from bot.key_migration import migrate_key_names
 from bot.mcp_servers import load_mcp_servers
 from bot.metrics import Metrics
 from bot.policy import Policy
@@ -49,6 +55,7 @@ class Services:
     bolt: AsyncApp
     metrics: Metrics
     background: Background
+    preflight: Preflight
 
 
 @asynccontextmanager
@@ -64,15 +71,26 @@ async def open_services(
     and the Bolt app. ``start_background=False`` leaves jobs and sweeps to other processes."""
     async with AsyncExitStack() as stack:
         metrics = Metrics()
+        problems = settings.redis_problems()
+        if problems:
+            raise ConfigError("the environment", problems)
         url = settings.redis_url
         if url is None:
             url = await stack.enter_async_context(EmbeddedRedis(settings.data_dir))
-        client = open_redis(url, max_connections=settings.redis_max_connections)
+        client = open_redis(
+            url, max_connections=settings.redis_max_connections, cluster=settings.redis_cluster
+        )
         stack.push_async_callback(client.aclose)
         store = Store(client)
         if not await store.ping():
-            logger.warning("Redis at %s is not answering; /readyz fails until it does", url)
+            logger.warning(
+                "Redis at %s is not answering; /readyz fails until it does, and keys named "
+                "the old way (if any) are renamed at the next start",
+                url,
+            )
         else:
+            if not isinstance(client, RedisCluster):  # the bot never ran on one untagged
+                await migrate_key_names(client)
             await store.load_scripts()
             await fill_pool(client, settings.redis_max_connections)
 
@@ -84,6 +102,12 @@ async def open_services(
             make_web_client(settings.slack_bot_token or "", settings.slack_api_url, slack_session),
             metrics,
         )
+        preflight = Preflight(
+            lambda: preflight_checks(settings, config, chat.client, mistral, client, url)
+        )
+        if settings.preflight:  # in the background: Slack may be briefly unreachable
+            preflight.start()
+        stack.push_async_callback(preflight.close)
         jobs = JobQueue(
             client,
             metrics,
@@ -116,9 +140,12 @@ async def open_services(
             signing_secret=settings.slack_signing_secret if verify_requests else None,
         )
         sweeper = Sweeper(client, assistant, settings.sweep_interval_s)
+        shipper = AuditShipper(client, build_sinks(settings), metrics)
         if start_background:
             jobs.start(assistant.run_job, assistant.give_up)
             sweeper.start()
+            shipper.start()
+        stack.push_async_callback(shipper.close)  # closes after the jobs, before Redis
         # Registered last, so they close first: stop taking work, let jobs in flight finish
         # (or hand them back to the other processes) while Redis and the MCP servers are up.
         stack.push_async_callback(jobs.close, settings.shutdown_grace_s)
@@ -126,5 +153,5 @@ async def open_services(
         stack.push_async_callback(background.close, settings.shutdown_grace_s)
         yield Services(
             settings, config, store, chat, assistant, console, jobs, sweeper, bolt, metrics,
-            background,
+            background, preflight,
         )  # fmt: skip

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
 from bot.logs import LogFormat
 
 Mode = Literal["serve", "socket", "worker", "check"]
+
+#: URL schemes redis-py opens (``redis+sentinel``: see README, Redis choices).
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel"})
+
+#: The long-term audit sinks ``AUDIT_SINKS`` may name (``none``: the Redis stream only).
+AuditSinkName = Literal["file", "webhook"]
+AUDIT_SINK_NAMES: tuple[AuditSinkName, ...] = ("file", "webhook")
+
+#: Hosts an ``http://`` audit webhook may name (a receiver on the same machine).
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+#: Connections a process needs besides one per concurrent job.
+POOL_HEADROOM = 10
 
 #: What each mode cannot run without.
 _REQUIRED: dict[str, tuple[str, ...]] = {
@@ -25,7 +40,11 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
 class Settings(BaseSettings):
     """Everything the bot reads from its environment. Field names map to upper-case variables."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # env_ignore_empty: a variable set to nothing (``REDIS_URL=`` as .env.example has it)
+    # means unset, so that every line of .env.example works when copied as it is
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     slack_bot_token: str | None = Field(
         default=None, description="the bot token (xoxb-…) from the app's OAuth & Permissions page"
@@ -59,6 +78,11 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None,
         description="redis://… of the Redis server; unset starts an embedded one (one instance)",
+    )
+    redis_cluster: bool = Field(
+        default=False,
+        description="true when REDIS_URL names a node of a Redis Cluster (or a cluster-mode "
+        "managed Redis or Valkey): the client finds the other nodes; needs REDIS_URL",
     )
     redis_max_connections: int = Field(
         default=50,
@@ -97,6 +121,11 @@ class Settings(BaseSettings):
         description="at shutdown, how long jobs in flight may finish before they are handed "
         "back to the other processes",
     )
+    preflight: bool = Field(
+        default=True,
+        description="whether serve, socket and worker check Slack, Mistral and Redis once at "
+        "start-up, in the background (logged, and shown by /readyz; see approval-bot doctor)",
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: LogFormat = Field(
         default="json",
@@ -105,17 +134,131 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(
         default=365, gt=0, description="how long the audit trail in Redis keeps entries"
     )
+    audit_sinks: str = Field(
+        default="file",
+        description="where audit entries are kept for the long term besides Redis, comma "
+        "separated: file (day files in AUDIT_DIR), webhook (AUDIT_WEBHOOK_URL); none for the "
+        "Redis stream only",
+    )
+    audit_dir: Path | None = Field(
+        default=None,
+        description="the directory of the audit day files (audit-YYYY-MM-DD.jsonl); default "
+        "DATA_DIR/audit",
+    )
+    audit_webhook_url: str | None = Field(
+        default=None,
+        description="the https:// URL audit entries are POSTed to (a SIEM's HTTP collector), "
+        "when AUDIT_SINKS has webhook",
+    )
+    audit_webhook_secret: str | None = Field(
+        default=None,
+        description="a secret to sign each webhook body with (HMAC-SHA256, header "
+        "X-Approval-Bot-Signature); unset sends it unsigned",
+    )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = urlsplit(value).scheme
+        if scheme not in REDIS_SCHEMES:
+            raise ValueError(
+                f"{value!r} is not a Redis URL; write redis://host:6379/0 (rediss:// for TLS, "
+                "unix:///path/to/redis.sock for a socket), or leave it empty for the embedded "
+                "Redis"
+            )
+        return value
+
+    @field_validator("audit_sinks")
+    @classmethod
+    def _audit_sinks(cls, value: str) -> str:
+        names = [name.strip().lower() for name in value.split(",") if name.strip()]
+        if names == ["none"]:
+            return "none"
+        unknown = [name for name in names if name not in AUDIT_SINK_NAMES]
+        if unknown or not names:
+            raise ValueError(
+                f"unknown audit sink {', '.join(unknown) or '(empty)'}: write file, webhook or "
+                "both (file,webhook), or none for the Redis stream only"
+            )
+        return ",".join(dict.fromkeys(names))
+
+    @field_validator("audit_webhook_url")
+    @classmethod
+    def _audit_webhook_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        secure = parts.scheme == "https" or (
+            parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+        )
+        if not secure or not parts.hostname:
+            raise ValueError(
+                "the audit webhook must be an https:// URL (audit entries hold tool arguments); "
+                "http:// only to this machine (127.0.0.1, ::1, localhost)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _audit_webhook_wanted(self) -> Settings:
+        wanted = "webhook" in self.audit_sink_names
+        if wanted and not self.audit_webhook_url:
+            raise ValueError(
+                "AUDIT_SINKS has webhook but AUDIT_WEBHOOK_URL is not set: set it to the "
+                "receiver's https:// URL, or take webhook out of AUDIT_SINKS"
+            )
+        if self.audit_webhook_url and not wanted:
+            raise ValueError(
+                "AUDIT_WEBHOOK_URL is set but AUDIT_SINKS does not have webhook: add it "
+                "(AUDIT_SINKS=file,webhook), or unset AUDIT_WEBHOOK_URL"
+            )
+        return self
+
+    @property
+    def audit_sink_names(self) -> tuple[AuditSinkName, ...]:
+        """The sinks AUDIT_SINKS names, in its order (none: empty)."""
+        return tuple(name for name in AUDIT_SINK_NAMES if name in self.audit_sinks.split(","))
+
+    @property
+    def audit_directory(self) -> Path:
+        return self.audit_dir if self.audit_dir is not None else self.data_dir / "audit"
+
+    @model_validator(mode="after")
+    def _pool_fits_the_workers(self) -> Settings:
+        # each job a process runs holds a connection while it talks to Redis, and the
+        # Slack listeners, the sweeper and the job reader need theirs too
+        needed = self.worker_concurrency + POOL_HEADROOM
+        if self.redis_max_connections < needed:
+            raise ValueError(
+                f"REDIS_MAX_CONNECTIONS ({self.redis_max_connections}) must be at least "
+                f"WORKER_CONCURRENCY + {POOL_HEADROOM} ({needed}): raise "
+                "REDIS_MAX_CONNECTIONS or lower WORKER_CONCURRENCY"
+            )
+        return self
 
     def require(self, mode: Mode) -> None:
         """Raise one ConfigError listing every variable ``mode`` needs and lacks."""
         missing = [name for name in _REQUIRED[mode] if not getattr(self, name)]
+        problems = [
+            f"{name.upper()} is not set: {type(self).model_fields[name].description}"
+            for name in missing
+        ]
         if missing:
-            problems = [
-                f"{name.upper()} is not set: {type(self).model_fields[name].description}"
-                for name in missing
-            ]
             problems.append("Set them in the environment or in .env (see .env.example).")
+        problems += self.redis_problems()
+        if problems:
             raise ConfigError("the environment", problems)
+
+    def redis_problems(self) -> list[str]:
+        """What is wrong with the Redis settings, whatever the mode (empty: nothing)."""
+        if self.redis_cluster and self.redis_url is None:
+            return [
+                "REDIS_CLUSTER is true but REDIS_URL is not set: the embedded Redis is one "
+                "server, not a cluster. Fix: set REDIS_URL to any node of the cluster "
+                "(redis://host:port or rediss://host:port), or unset REDIS_CLUSTER"
+            ]
+        return []
 
     @property
     def secrets(self) -> list[str]:
@@ -125,6 +268,7 @@ class Settings(BaseSettings):
             self.slack_signing_secret,
             self.slack_app_token,
             self.mistral_api_key,
+            self.audit_webhook_secret,
         )
         return [value for value in given if value]
 
@@ -134,10 +278,17 @@ def load_settings(mode: Mode, env_file: Path | None = Path(".env")) -> Settings:
     try:
         settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
     except ValidationError as error:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']} (got {e.get('input')!r})"
-            for e in error.errors()
-        ]
+        problems = [_problem(e) for e in error.errors()]
         raise ConfigError("the environment", problems) from error
     settings.require(mode)
     return settings
+
+
+def _problem(error: ErrorDetails) -> str:
+    """One line for a wrong variable: its name, what is wrong, and the value given (never
+    for a check across several variables, whose input would be every value, secrets too)."""
+    message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:
+        return message
+    name = ".".join(str(part) for part in error["loc"]).upper()
+    return f"{name}: {message} (got {error.get('input')!r})"

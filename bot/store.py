@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Final
 
-import redis.asyncio as redis
 from redis.exceptions import RedisError, ResponseError
 from redis.typing import EncodableT, FieldT
 
@@ -28,6 +27,7 @@ from bot.approval import (
     Status,
     ThreadRef,
 )
+from bot.connections import RedisClient
 from bot.errors import AlreadyDecided, ApprovalNotFound, StaleCard, UpstreamError
 
 #: A thread marked running for longer than this was left by a dead process.
@@ -338,7 +338,7 @@ class Accepted:
 class Store:
     """All of the bot's state in Redis."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self.redis = client
         self._cast = client.register_script(CAST_SCRIPT)
         self._expire = client.register_script(EXPIRE_SCRIPT)

@@ -15,19 +15,34 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
-import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from bot import keys
 from bot.assistant import Assistant
+from bot.connections import RedisClient
 from bot.logs import log_context
 
 logger = logging.getLogger(__name__)
 
 #: Deletes the lock only if this sweeper still holds it.
 _RELEASE: Final = """
+-- KEYS[1]: the sweeper lock
+-- ARGV[1]: this sweeper's owner token
+-- returns 1 if the lock was deleted, 0 if this sweeper did not hold it
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+#: Extends the lock only if this sweeper still holds it.
+_RENEW: Final = """
+-- KEYS[1]: the sweeper lock
+-- ARGV[1]: this sweeper's owner token
+-- ARGV[2]: the lock's new time to live, in milliseconds
+-- returns 1 if the lock was extended, 0 if another process holds it (or nobody does)
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
 """
@@ -47,13 +62,24 @@ class Swept:
 
 
 class Sweeper:
-    def __init__(self, client: redis.Redis, assistant: Assistant, interval_s: float) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        assistant: Assistant,
+        interval_s: float,
+        *,
+        lock_ttl_ms: int = keys.SWEEPER_LOCK_TTL_MS,
+    ) -> None:
         self.redis = client
         self.assistant = assistant
         self.store = assistant.store
         self.interval_s = interval_s
         self.owner = secrets.token_hex(8)
         self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
+        self.lock_ttl_ms = lock_ttl_ms
+        #: renew the lock this often while a sweep runs (a third of its lifetime)
+        self.renew_every_s = lock_ttl_ms / 3000
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -65,6 +91,13 @@ class Sweeper:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+    @property
+    def running(self) -> bool | None:
+        """Whether the sweeping loop runs (None: this process does not sweep)."""
+        if self._task is None:
+            return None
+        return not self._task.done()
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -80,28 +113,19 @@ class Sweeper:
     async def sweep(self, now: float | None = None) -> Swept:
         """One sweep, if no other process is sweeping. ``now``: the time to sweep at."""
         now = time.time() if now is None else now
-        acquired = await self.redis.set(
-            keys.SWEEPER_LOCK, self.owner, nx=True, px=keys.SWEEPER_LOCK_TTL_MS
-        )
+        acquired = await self.redis.set(keys.SWEEPER_LOCK, self.owner, nx=True, px=self.lock_ttl_ms)
         if not acquired:
             return Swept(locked=True)
         swept = Swept()
+        held = asyncio.Event()
+        held.set()
+        renewing = asyncio.create_task(self._keep_lock(held), name="sweeper lock")
         try:
-            for approval_id in await self.store.due(keys.EXPIRING_ZSET, now, BATCH):
-                with log_context(approval_id=approval_id):
-                    request = await self.store.expire(approval_id, now)
-                    if request is not None:
-                        swept.expired.append(approval_id)
-                        await self.assistant.expired(request)
-            for approval_id in await self.store.due(keys.REMINDERS_ZSET, now, BATCH):
-                with log_context(approval_id=approval_id):
-                    if await self.assistant.remind(approval_id, now):
-                        swept.reminded.append(approval_id)
-            for approval_id in await self.store.due(keys.CARDS_DUE_ZSET, now, BATCH):
-                with log_context(approval_id=approval_id):
-                    if await self.assistant.post_card_again(approval_id, now):
-                        swept.posted.append(approval_id)
+            await self._sweep(now, swept, held)
         finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
             with contextlib.suppress(RedisError, OSError):
                 await self._release(keys=[keys.SWEEPER_LOCK], args=[self.owner])
         if swept.expired or swept.reminded or swept.posted:
@@ -112,3 +136,44 @@ class Sweeper:
                 len(swept.posted),
             )
         return swept
+
+    async def _sweep(self, now: float, swept: Swept, held: asyncio.Event) -> None:
+        """Expire, remind and post again, while this process holds the lock: a sweep that
+        lost it (Redis failed over, say) stops at the next request, so two processes never
+        work through the same schedules at once."""
+        for approval_id in await self.store.due(keys.EXPIRING_ZSET, now, BATCH):
+            if not held.is_set():
+                return
+            with log_context(approval_id=approval_id):
+                request = await self.store.expire(approval_id, now)
+                if request is not None:
+                    swept.expired.append(approval_id)
+                    await self.assistant.expired(request)
+        for approval_id in await self.store.due(keys.REMINDERS_ZSET, now, BATCH):
+            if not held.is_set():
+                return
+            with log_context(approval_id=approval_id):
+                if await self.assistant.remind(approval_id, now):
+                    swept.reminded.append(approval_id)
+        for approval_id in await self.store.due(keys.CARDS_DUE_ZSET, now, BATCH):
+            if not held.is_set():
+                return
+            with log_context(approval_id=approval_id):
+                if await self.assistant.post_card_again(approval_id, now):
+                    swept.posted.append(approval_id)
+
+    async def _keep_lock(self, held: asyncio.Event) -> None:
+        """Extend the lock every ``renew_every_s`` while the sweep runs; clear ``held`` when
+        it was lost. A renewal Redis could not take is tried again at the next beat."""
+        while held.is_set():
+            await asyncio.sleep(self.renew_every_s)
+            try:
+                extended = await self._renew(
+                    keys=[keys.SWEEPER_LOCK], args=[self.owner, self.lock_ttl_ms]
+                )
+            except (RedisError, OSError) as error:
+                logger.warning("sweeper lock not renewed (Redis failed): %s", error)
+                continue
+            if not extended:
+                logger.warning("sweeper lock lost to another process; this sweep stops")
+                held.clear()

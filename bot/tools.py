@@ -13,7 +13,7 @@ import importlib
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +21,11 @@ from typing import Any, Protocol
 
 from mistralai.client.models import FunctionTool
 from mistralai.extra.run.context import RunContext
-from mistralai.extra.run.tools import RunCoroutine, create_tool_call
+from mistralai.extra.run.tools import create_tool_call
 
 from bot.config import BotConfig, describe, read_yaml
 from bot.errors import ConfigError
+from bot.run_context import register_function
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +48,20 @@ Report = Callable[[str, str, str | None], Awaitable[None]]
 @dataclass(frozen=True)
 class ApprovedCalls:
     """The approved calls a resume is about to run, by (tool name, canonical arguments: the
-    edited ones when a person changed them), and what the model must read with a result."""
+    edited ones when a person changed them), and what the model must read with a result.
+
+    The SDK runs a confirmed call with its arguments only, not its ``tool_call_id``, so a
+    run is matched to an approved call by name and arguments. Two identical calls are two
+    calls: each run *claims* the next id of its (name, arguments) (:meth:`claim`), so each
+    has its own place in the ledger and each runs once. Which of two identical calls a run
+    claims does not matter: they are the same action.
+    """
 
     ledger: CallLedger
-    tool_call_ids: Mapping[tuple[str, str], str]
+    tool_call_ids: Mapping[tuple[str, str], Sequence[str]]
     notes: Mapping[str, str] = field(default_factory=dict)  # by tool_call_id
     report: Report | None = None
+    _claimed: dict[tuple[str, str], int] = field(default_factory=dict, compare=False)
 
     async def tell(self, event: str, tool_call_id: str, detail: str | None = None) -> None:
         if self.report is None:
@@ -62,8 +71,29 @@ class ApprovedCalls:
         except Exception:  # reporting must never change what the tool did
             logger.exception("could not report %s of call %s", event, tool_call_id)
 
-    def tool_call_id(self, name: str, arguments: Mapping[str, Any]) -> str | None:
-        return self.tool_call_ids.get((name, canonical_arguments(arguments)))
+    def claim(self, name: str, arguments: Mapping[str, Any]) -> Claim | None:
+        """The approved call this run of ``name`` is, or None when it is none (a call the
+        SDK runs without a person's approval). No ``await``: a claim is atomic."""
+        key = (name, canonical_arguments(arguments))
+        ids = self.tool_call_ids.get(key, ())
+        taken = self._claimed.get(key, 0)
+        if taken >= len(ids):
+            return None
+        self._claimed[key] = taken + 1
+        return Claim(self, ids[taken])
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One approved call, as one run of its tool took it."""
+
+    approved: ApprovedCalls
+    tool_call_id: str
+
+    @property
+    def note(self) -> str | None:
+        """What the model must read with the result (a person edited the arguments)."""
+        return self.approved.notes.get(self.tool_call_id)
 
 
 #: What the model reads for an approved call whose earlier run never reported back.
@@ -111,13 +141,9 @@ class Tool:
             self.requires_confirmation if requires_confirmation is None else requires_confirmation
         )
         guarded, described = _prepared(self.function)
-        # What RunContext.register_func does, but with the tool's schema built once: the SDK
-        # builds it (pydantic models from the signature and docstring) on every call, a few
-        # milliseconds of CPU per tool and run. The flow tests cover this against the SDK.
-        run_ctx._callable_tools[guarded.__name__] = RunCoroutine(
-            name=guarded.__name__, awaitable=guarded, tool=described
-        )
-        run_ctx._tool_configurations[guarded.__name__] = {"requires_confirmation": held}
+        # the tool's schema built once: the SDK builds it (pydantic models from the signature
+        # and docstring) on every run, a few milliseconds of CPU per tool and run
+        register_function(run_ctx, guarded.__name__, guarded, described, requires_confirmation=held)
 
 
 @functools.cache
@@ -137,8 +163,9 @@ def _guarded(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(function)
     async def run_tool(**arguments: Any) -> Any:
         name = function.__name__
-        result = await run_once(name, arguments, lambda: _call(function, arguments))
-        note = edit_note(name, arguments)
+        claim = claim_call(name, arguments)
+        result = await run_once(claim, name, lambda: _call(function, arguments))
+        note = claim.note if claim else None
         if note is None:
             return result
         return f"{note}\n\n{result if isinstance(result, str) else json.dumps(result, default=str)}"
@@ -146,27 +173,23 @@ def _guarded(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     return run_tool
 
 
-def edit_note(name: str, arguments: Mapping[str, Any]) -> str | None:
-    """During a resume: what the model must read with the result of a call a person edited."""
+def claim_call(name: str, arguments: Mapping[str, Any]) -> Claim | None:
+    """During a resume: the approved call this run of a tool is (see ApprovedCalls.claim)."""
     approved = _approved_calls.get()
-    tool_call_id = approved.tool_call_id(name, arguments) if approved else None
-    return approved.notes.get(tool_call_id) if approved and tool_call_id else None
+    return approved.claim(name, arguments) if approved else None
 
 
-async def run_once(
-    name: str, arguments: Mapping[str, Any], execute: Callable[[], Awaitable[Any]]
-) -> Any:
-    """Run a tool call; an approved call (during a resume) runs at most once.
+async def run_once(claim: Claim | None, name: str, execute: Callable[[], Awaitable[Any]]) -> Any:
+    """Run a tool call; an approved call (``claim``, during a resume) runs at most once.
 
     The call is marked "executing" before it runs and its result stored before the
     conversation resumes. A retried resume returns the stored result instead of acting again;
     a call marked but without a result (its process died while running it) is not run again,
     and the model reads that its outcome is unknown.
     """
-    approved = _approved_calls.get()
-    tool_call_id = approved.tool_call_id(name, arguments) if approved else None
-    if approved is None or tool_call_id is None:
+    if claim is None:
         return await execute()
+    approved, tool_call_id = claim.approved, claim.tool_call_id
     ledger = approved.ledger
     stored = await ledger.stored_result(tool_call_id)
     if stored is not None:

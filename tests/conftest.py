@@ -170,6 +170,30 @@ class BotUnderTest:
     def card_state(self, card_ts: str) -> dict[str, Any]:
         return self.slack.messages[(APPROVALS, card_ts)]
 
+    def notes(self) -> list[str]:
+        """Every private note the bot gave, oldest first: ephemeral messages, and the notices
+        shown in the modal a button opened (Deny, Edit, Show full arguments open theirs at
+        once, then fill them in or say why not)."""
+        found: list[str] = []
+        for call in self.slack.calls:
+            view = call.args.get("view")
+            if call.method == "chat.postEphemeral":
+                found.append(str(call.args.get("text", "")))
+            elif call.method == "views.update" and isinstance(view, dict):
+                title = (view.get("title") or {}).get("text")
+                if "callback_id" not in view and title != "Full arguments":
+                    found.append(all_text(view))
+        return found
+
+    async def note(self, since: int = 0, timeout: float = 10.0) -> str:
+        """The first note after the ``since`` first ones (waits for it)."""
+        for _ in range(int(timeout / 0.02)):
+            notes = self.notes()
+            if len(notes) > since:
+                return notes[since]
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no note after the first {since}: {self.notes()}")
+
     async def settled(self) -> None:
         """Until no listener works after its ack and no job is queued or running."""
         while not self.services.background.idle():
@@ -227,7 +251,14 @@ def make_settings(
     config_path: Path,
     **overrides: Any,
 ) -> Settings:
-    values: dict[str, Any] = {"mistral_retry_for_ms": 0, **overrides}
+    # no audit sink unless a test wants one (the file sink would write into the cwd)
+    # preflight off: its calls to Slack and Mistral would mix with the calls a test counts
+    values: dict[str, Any] = {
+        "mistral_retry_for_ms": 0,
+        "audit_sinks": "none",
+        "preflight": False,
+        **overrides,
+    }
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         slack_bot_token=slack.token,
@@ -272,11 +303,15 @@ async def bot(
 
 @contextlib.asynccontextmanager
 async def served(
-    settings: Settings, config_path: Path
+    settings: Settings, config_path: Path, *, start_background: bool = True
 ) -> AsyncIterator[tuple[str, web.Application]]:
-    """The bot's real HTTP server on a free port, with ``settings``: its URL and app."""
+    """The bot's real HTTP server on a free port, with ``settings``: its URL and app.
+    ``start_background=False``: it runs no jobs and no sweeps (as with RUN_JOBS=false)."""
     config = load_config(config_path)
-    app = build_web_app(lambda: open_services(settings, config, load_tools(config, config_path)))
+    tools = load_tools(config, config_path)
+    app = build_web_app(
+        lambda: open_services(settings, config, tools, start_background=start_background)
+    )
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()

@@ -99,12 +99,15 @@ def test_each_call_is_answered_as_decided_with_the_executed_results_first() -> N
 
     executed, *responses = req.responses()
     assert executed.tool_call_id == "tc_ran"
-    note, pay, delete, search = responses
+    note, pay, delete, search, why = responses
     assert isinstance(note, DeferredToolCallConfirmation) and note.override_args is None
     assert isinstance(pay, DeferredToolCallConfirmation) and pay.override_args == {"amount": 5}
     assert isinstance(delete, DeferredToolCallRejection) and delete.message == "No deleting."
     assert isinstance(search, DeferredToolCallRejection) and search.message == "Not today"
     assert search.deferral_reason is DeferralReason.SERVER_SIDE_CONFIRMATION_REQUIRED
+    # a tool confirmation carries no reason: the model reads it in a message after them
+    assert why["type"] == "message.input" and why["role"] == "user"
+    assert "not from the user" in why["content"] and "Not today" in why["content"]
     assert req.arguments_of(1) == '{"amount": 5, "to": "ACME"}'
     assert req.arguments_of(0) == '{"text": "hi"}'
     assert "a person changed the arguments" in (req.edit_note(1) or "")

@@ -113,10 +113,10 @@ async def click(
 
 async def open_edit(bot: BotUnderTest, call: int, *, user: str) -> dict[str, Any]:
     """Click Edit on call ``call``; the modal Slack was asked to open."""
-    before = bot.slack.count("views.open")
+    before = len(bot.slack.modals_shown())
     await click(bot, "approval_edit", call, user=user)
-    await bot.slack.wait_for("views.open", lambda a: bot.slack.count("views.open") > before)
-    return dict(bot.slack.calls_to("views.open")[-1]["view"])
+    await bot.slack.wait_for_modal(lambda _: len(bot.slack.modals_shown()) > before)
+    return dict(bot.slack.modals_shown()[-1]["view"])
 
 
 def text_input(value: str) -> dict[str, Any]:
@@ -167,7 +167,7 @@ async def test_a_batch_of_three_is_approved_denied_and_edited_then_resumes_once(
     await card_shows(bot, f"*Approved* by <@{MANAGER}>")
     # 2. deny delete_note, with a reason, through its own modal
     await click(bot, "approval_deny", 2, user=OTHER_MANAGER)
-    modal = await bot.slack.wait_for("views.open")
+    modal = await bot.slack.wait_for_modal()
     assert modal["view"]["private_metadata"] == f"{approval_id}:2"
     assert "`delete_note`" in all_text(modal["view"]) and "`send_note`" not in all_text(
         modal["view"]
@@ -353,8 +353,7 @@ async def test_a_call_whose_rule_forbids_editing_cannot_be_edited(bot: BotUnderT
     approval_id = button_value(card, "approval_approve")
     # a forged Edit click on delete_note (allow_edit: false)
     await bot.send.click("approval_edit", approval_id, user=MANAGER, block_id=f"{approval_id}.2.r0")
-    note = await bot.slack.wait_for("chat.postEphemeral")
-    assert "cannot be edited" in note["text"]
+    assert "cannot be edited" in await bot.note()
     # and a forged submission of an edit form for it
     reply = await bot.send.submit_view(
         "approval_edit_modal",
@@ -363,11 +362,9 @@ async def test_a_call_whose_rule_forbids_editing_cannot_be_edited(bot: BotUnderT
         values={"arg:note_id": text_input("N8")},
     )
     assert reply.status == 200
-    await bot.slack.wait_for(
-        "chat.postEphemeral", lambda a: bot.slack.count("chat.postEphemeral") >= 2
-    )
+    await bot.slack.wait_for("chat.postEphemeral")
     await bot.settled()
-    assert bot.slack.count("views.open") == 0
+    assert not [m for m in bot.slack.modals_shown() if "callback_id" in m["view"]], "no form"
     stored = await bot.services.store.get_approval(approval_id)
     assert stored.edited == [] and stored.voters == set()
 

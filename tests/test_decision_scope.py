@@ -173,15 +173,15 @@ async def test_a_grant_whose_giver_left_the_approvers_lapses(bot: BotUnderTest) 
 
 # -- edits -----------------------------------------------------------------------------------
 async def open_edit(bot: BotUnderTest, card: dict[str, Any], user: str) -> dict[str, Any]:
-    before = bot.slack.count("views.open")
+    before = len(bot.slack.modals_shown())
     await bot.send.click(
         "approval_edit",
         button_value(card, "approval_edit"),
         user=user,
         block_id=button_block(card, "approval_edit"),
     )
-    await bot.slack.wait_for("views.open", lambda a: bot.slack.count("views.open") > before)
-    return dict(bot.slack.calls_to("views.open")[-1]["view"])
+    await bot.slack.wait_for_modal(lambda _: len(bot.slack.modals_shown()) > before)
+    return dict(bot.slack.modals_shown()[-1]["view"])
 
 
 async def submit_amount(bot: BotUnderTest, view: dict[str, Any], user: str, amount: str) -> Any:
@@ -264,17 +264,21 @@ async def test_full_arguments_are_shown_only_to_the_requester_and_approvers(
     await bot.send.mention("pay INV3 50000")
     approval_id = await bot.approval_id()
 
-    for stranger in (OUTSIDER, MANAGER):  # MANAGER approves small payments, not this one
-        await bot.send.click("approval_show_arguments", approval_id, user=stranger)
-        assert "Only the requester and the approvers" in await refusal_to(bot, stranger)
-    assert bot.slack.count("views.open") == 0
+    def full_arguments() -> list[dict[str, Any]]:
+        return [
+            m for m in bot.slack.modals_shown() if m["view"]["title"]["text"] == "Full arguments"
+        ]
 
-    for opened, allowed in enumerate((CFO, REQUESTER), start=1):
+    for seen, stranger in enumerate((OUTSIDER, MANAGER)):  # MANAGER: small payments only
+        await bot.send.click("approval_show_arguments", approval_id, user=stranger)
+        assert "Only the requester and the approvers" in await bot.note(seen)
+    await bot.settled()
+    assert full_arguments() == []
+
+    for shown, allowed in enumerate((CFO, REQUESTER), start=1):
         await bot.send.click("approval_show_arguments", approval_id, user=allowed)
-        await bot.slack.wait_for(
-            "views.open", lambda _, n=opened: bot.slack.count("views.open") >= n
-        )
-    assert "50000" in all_text(bot.slack.calls_to("views.open")[-1]["view"])
+        await bot.slack.wait_for_modal(lambda _, n=shown: len(full_arguments()) >= n)
+    assert "50000" in all_text(full_arguments()[-1]["view"])
 
 
 # -- membership ------------------------------------------------------------------------------

@@ -13,15 +13,18 @@ import pytest
 
 from bot import keys
 from bot.audit import BOT
+from bot.directory import LOCAL_MAX_ENTRIES
 from bot.jobs import Kind
 from bot.redis_server import free_port
 from bot.server import SERVICES
+from bot.sweeper import Sweeper
 from bot.tools import OUTCOME_UNKNOWN
 from tests import agent_tools
 from tests.conftest import (
     APPROVALS,
     CONFIG,
     MANAGER,
+    OUTSIDER,
     SIGNING_SECRET,
     BotUnderTest,
     all_text,
@@ -228,6 +231,44 @@ async def test_only_one_sweeper_runs_at_a_time(bot: BotUnderTest) -> None:
     assert await bot.redis.get(keys.SWEEPER_LOCK) is None  # released after the sweep
 
 
+async def test_a_long_sweep_keeps_its_lock_so_no_other_process_sweeps_meanwhile(
+    bot: BotUnderTest,
+) -> None:
+    """A sweep that outlives its lock's first lifetime (a slow, rate-limited Slack) renews it:
+    a second process's sweeper meanwhile finds it locked, and every request expires once."""
+    for destination in ("Rodez", "Albi", "Millau"):
+        await bot.send.mention(f"book a flight to {destination}")
+    await wait_for_pending(bot, 3)
+    await bot.settled()
+    pending = await bot.services.store.get_approvals(await bot.services.store.pending_ids())
+    later = max(r.expires_at or 0 for r in pending) + 1
+    bot.slack.slowness["chat.update"] = 0.4  # each expiry updates its card and the thread
+
+    first = Sweeper(bot.redis, bot.services.assistant, 60, lock_ttl_ms=500)
+    other = Sweeper(bot.redis, bot.services.assistant, 60, lock_ttl_ms=500)
+    sweeping = asyncio.create_task(first.sweep(now=later))
+    await asyncio.sleep(0.1)
+    tries = []
+    while not sweeping.done():  # well past the lock's first 500 ms
+        tries.append(await other.sweep(now=later))
+        await asyncio.sleep(0.2)
+    assert len(tries) >= 4
+    assert all(t.locked for t in tries)
+    assert sorted((await sweeping).expired) == sorted(r.id for r in pending)
+    await bot.settled()
+    assert await bot.redis.get(keys.SWEEPER_LOCK) is None
+    for request in pending:
+        assert (await bot.services.store.get_approval(request.id)).status.value == "expired"
+
+
+async def wait_for_pending(bot: BotUnderTest, count: int) -> None:
+    for _ in range(400):
+        if len(await bot.services.store.pending_ids()) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fewer than {count} requests pending")
+
+
 REMINDING = (
     CONFIG
     + """\
@@ -272,8 +313,9 @@ async def test_reminders_go_to_the_card_thread_until_the_request_expires(
 
 # -- upstream faults ---------------------------------------------------------------------------
 async def test_a_card_slack_refused_is_posted_by_the_sweeper(bot: BotUnderTest) -> None:
-    # Slack refuses the next two posts: the "working" placeholder, then the card
-    bot.slack.fail_next("chat.postMessage", error="not_in_channel", count=2)
+    # Slack fails the next two posts, each tried three times (an outage): the "working"
+    # placeholder, then the card; the sweeper posts the card later
+    bot.slack.fail_next("chat.postMessage", status=503, count=2 * 3)
     thread_ts = await bot.send.mention(BOOK)
     told = await bot.slack.wait_for("chat.postMessage", lambda a: "could not post" in all_text(a))
     assert "keep trying" in all_text(told)
@@ -322,3 +364,68 @@ async def test_with_redis_down_events_get_503_and_readyz_fails(
         await asyncio.sleep(0.5)  # the job runner and the sweeper retry without crashing
         assert app[SERVICES].jobs.busy == 0
         assert mistral.requests == []
+
+
+# -- background loops --------------------------------------------------------------------------
+async def readiness(bot: BotUnderTest) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as session, session.get(bot.url + "/readyz") as reply:
+        return reply.status, await reply.json()
+
+
+async def test_the_job_reader_outlives_a_broken_stream_and_readyz_reports_the_loops(
+    bot: BotUnderTest,
+) -> None:
+    status, body = await readiness(bot)
+    assert status == 200
+    assert body["loops"] == {"jobs": "running", "sweeper": "running"}
+    # the job stream replaced by something else (an operator's mistake): Redis refuses every
+    # read; the loop logs it and goes on
+    await bot.redis.delete(keys.JOBS)
+    await bot.redis.set(keys.JOBS, "not a stream")
+    await asyncio.sleep(1.5)
+    status, body = await readiness(bot)
+    assert status == 200 and body["loops"]["jobs"] == "running"
+
+    await bot.redis.delete(keys.JOBS)  # repaired: work flows again
+    await bot.send.mention(BOOK)
+    await bot.card()
+
+
+async def test_readyz_fails_when_a_background_loop_has_stopped(bot: BotUnderTest) -> None:
+    sweeping = bot.services.sweeper._task
+    assert sweeping is not None
+    await asyncio.sleep(0.2)  # past its first sweep: it waits for the next one
+    sweeping.cancel()  # as if it had died
+    await asyncio.gather(sweeping, return_exceptions=True)
+    status, body = await readiness(bot)
+    assert status == 503
+    assert body["loops"] == {"jobs": "running", "sweeper": "stopped"}
+
+
+# -- bounded memory ----------------------------------------------------------------------------
+async def test_the_process_keeps_a_bounded_number_of_member_lists(bot: BotUnderTest) -> None:
+    directory = bot.services.assistant.directory
+    for n in range(LOCAL_MAX_ENTRIES + 40):
+        bot.slack.members[f"C{n:06d}"] = [MANAGER]
+        assert await directory.channel_members(f"C{n:06d}") == {MANAGER}
+    assert len(directory._local) == LOCAL_MAX_ENTRIES
+    # the newest are kept
+    assert keys.channel_members(f"C{LOCAL_MAX_ENTRIES + 39:06d}") in directory._local
+
+
+async def test_past_its_limit_of_work_in_flight_the_bot_answers_503(bot: BotUnderTest) -> None:
+    bot.services.background.limit = 1
+    bot.slack.slowness["chat.postEphemeral"] = 1.0
+    await bot.send.mention(BOOK)
+    approval_id = await bot.approval_id()
+    await bot.settled()
+    # a refused click: its private note is still on its way (a slow Slack) after the answer
+    first = await bot.send.click("approval_approve", approval_id, user=OUTSIDER)
+    assert first.status == 200
+    second = await bot.send.click("approval_approve", approval_id, user=MANAGER)
+    assert second.status == 503  # Slack's "try again"; nothing was recorded
+    await bot.settled()
+    assert (await bot.services.store.get_approval(approval_id)).voters == set()
+    bot.services.background.limit = 1000
+    third = await bot.send.click("approval_approve", approval_id, user=MANAGER)
+    assert third.status == 200

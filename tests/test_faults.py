@@ -476,7 +476,7 @@ async def test_a_denied_call_never_runs_when_its_resume_is_taken_over(
         message_ts=posted["ts"],
         block_id=button_block(posted, "approval_deny"),
     )
-    modal = await slack.wait_for("views.open")
+    modal = await slack.wait_for_modal()
     mistral.delay_next(600)  # the resume's append hangs: Mistral never processes it
     reply = await b.send.submit_view(
         "approval_deny_modal",
@@ -589,6 +589,39 @@ async def test_redis_killed_and_restarted_loses_no_pending_approval(
     assert decision["user_id"] == OTHER_MANAGER
     assert len(fault_tools.runs(tool_log, "book_flight")) == 1
     assert len(said(slack, BOOKED)) == 1
+    assert len(appends(mistral)) == 1
+
+
+async def test_after_a_redis_restart_the_next_click_decides(
+    own_redis: RedisProcess,
+    fleet: Fleet,
+    slack: SlackStandIn,
+    mistral: MistralStandIn,
+    tool_log: Path,
+) -> None:
+    """Redis restarts (data kept) between a card and its click, and nothing else happens
+    in between: every pooled connection died with the old server, and the click still
+    decides (connections are replaced; the vote counts once)."""
+    bot = await fleet.start("a", REDIS_URL=own_redis.url)
+    await bot.send.mention(BOOK)
+    posted = await card(slack)
+    approval_id = button_value(posted, "approval_approve")
+    await slack.wait_for("chat.update", lambda args: "needs approval" in all_text(args))
+    async with own_redis.client() as client:
+        await settled(client)
+
+    own_redis.stop()
+    await own_redis.start()
+    reply = await click_approve(bot, posted)
+    assert reply.status == 200
+
+    await slack.wait_for("chat.postMessage", lambda args: BOOKED in all_text(args), timeout=25)
+    assert not [c for c in slack.calls_to("chat.postEphemeral") if "try again" in c.get("text", "")]
+    async with own_redis.client() as client:
+        await settled(client)
+        decision = json.loads(await client.hget(keys.approval(approval_id), "decision"))
+    assert decision["user_id"] == MANAGER
+    assert len(fault_tools.runs(tool_log, "book_flight")) == 1
     assert len(appends(mistral)) == 1
 
 

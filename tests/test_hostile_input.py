@@ -326,16 +326,16 @@ async def test_a_block_id_naming_no_call_of_the_request_gets_a_note(
     block_id = block_suffix if block_suffix == "garbage" else approval_id + block_suffix
 
     for action_id in ["approval_approve", "approval_deny", "approval_edit"]:
-        since = bot.slack.count("chat.postEphemeral")
+        since = len(bot.notes())
         await bot.send.click(
             action_id, approval_id, user=MANAGER, message_ts=card_ts(bot), block_id=block_id
         )
-        note = await ephemeral_to(bot, MANAGER, since)
-        assert said in note["text"], (action_id, note["text"])
+        note = await bot.note(since)
+        assert said in note, (action_id, note)
 
     await bot.settled()
     assert await stored(bot, approval_id) == state
-    assert bot.slack.count("views.open") == 0
+    assert not [m for m in bot.slack.modals_shown() if "callback_id" in m["view"]], "no form"
     assert agent_tools.CALLS == [] and resumes(bot) == []
 
 
@@ -462,7 +462,7 @@ async def test_a_100_kb_argument_gets_a_valid_card_and_runs_whole(bot: BotUnderT
     assert json.loads(request.calls[0].arguments) == {"text": huge}
 
     await bot.send.click("approval_show_arguments", approval_id, user=MANAGER)
-    modal = await bot.slack.wait_for("views.open")
+    modal = await bot.slack.wait_for_modal()
     shown = all_text(modal["view"]).replace("```", "").replace("\n", "")
     assert huge in shown  # the whole argument, across sections
     assert bot.slack.errors == []  # and the modal is within Slack's limits too
@@ -564,7 +564,7 @@ async def test_denying_arguments_that_are_not_json_resumes_the_conversation(
     await bot.send.click(
         "approval_deny", approval_id, user=MANAGER, block_id=button_block(card, "approval_deny", 0)
     )
-    modal = await bot.slack.wait_for("views.open")
+    modal = await bot.slack.wait_for_modal()
     await bot.send.submit_view(
         "approval_deny_modal",
         modal["view"]["private_metadata"],

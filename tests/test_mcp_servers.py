@@ -118,7 +118,7 @@ async def test_an_mcp_call_edited_before_approval_runs_with_the_new_arguments(
     await bot.send.click(
         "approval_edit", approval_id, user=MANAGER, block_id=button_block(card, "approval_edit")
     )
-    opened = await bot.slack.wait_for("views.open")
+    opened = await bot.slack.wait_for_modal()
     view = opened["view"]
     # the form is the MCP tool's input schema, as the model saw it
     inputs = {b["block_id"]: b["element"] for b in view["blocks"] if b["type"] == "input"}

@@ -137,7 +137,7 @@ async def test_decisions_are_counted_by_outcome_and_timed(bot: BotUnderTest) -> 
     await bot.send.mention("book a flight to Oslo")
     denied_id = await bot.approval_id(1)
     await bot.send.click("approval_deny", denied_id, user=MANAGER)
-    await bot.slack.wait_for("views.open")
+    await bot.slack.wait_for_modal()
     await bot.send.submit_view(
         "approval_deny_modal",
         denied_id,

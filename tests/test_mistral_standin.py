@@ -260,8 +260,10 @@ async def test_invalid_request_body_is_422_and_recorded(standin: MistralStandIn)
         async with session.post(f"{standin.url}/v1/conversations", json={"model": MODEL}) as resp:
             assert resp.status == 422
             body = await resp.json()
-    assert body["detail"][0]["loc"] == ["body"]
-    assert "'inputs' is a required property" in body["detail"][0]["msg"]
+    # the spec's validator (where the spec is here) or the SDK's model names what is missing
+    [detail] = body["detail"]
+    assert detail["loc"][0] == "body"
+    assert "inputs" in f"{detail['loc']} {detail['msg']}"
     assert len(standin.errors) == 1 and "ConversationRequest" in standin.errors[0]
     assert standin.requests[0].body == {"model": MODEL}
     assert standin.conversation_ids == []

@@ -245,11 +245,47 @@ async def test_a_server_side_call_no_rule_names_asks_the_default_approvers(
     assert [c["confirmation"] for c in confirmations(bot)] == ["allow"]
 
 
+def model_inputs(bot: BotUnderTest) -> list[str]:
+    """Every user-role message the bot sent the model, as text."""
+    return [
+        str(entry.get("content"))
+        for request in bot.mistral.requests
+        for entry in (request.body or {}).get("inputs") or []
+        if isinstance(entry, dict) and entry.get("type", "message.input") == "message.input"
+    ]
+
+
+async def test_the_reason_a_person_denied_a_server_side_call_reaches_the_model(
+    bot: BotUnderTest,
+) -> None:
+    await bot.send.mention("search mail invoices")
+    approval_id = await bot.approval_id()
+    await bot.send.click("approval_deny", approval_id, user=MANAGER)
+    await bot.slack.wait_for_modal()
+    await bot.send.submit_view(
+        "approval_deny_modal",
+        approval_id,
+        user=MANAGER,
+        values={"deny_reason": {"reason": {"type": "plain_text_input", "value": "Mail is off"}}},
+    )
+    await answer(bot, "Done: gmail_search denied")
+    assert [c["confirmation"] for c in confirmations(bot)] == ["deny"]
+    [note] = [text for text in model_inputs(bot) if "approval system" in text]
+    assert "`gmail_search`" in note and "Mail is off" in note
+    assert "not from the user" in note
+    # the model read it: the conversation holds it, after the confirmation
+    conversation = bot.mistral.conversation_ids[0]
+    history = bot.mistral.conversation_history(conversation)
+    assert any("Mail is off" in str(e.get("content")) for e in history)
+
+
 async def test_a_deny_rule_rejects_a_server_side_call_without_a_card(bot: BotUnderTest) -> None:
     await bot.send.mention("delete mail everything")
     await answer(bot, "Done: delete_mail denied")
     assert cards(bot) == []
     assert [c["confirmation"] for c in confirmations(bot)] == ["deny"]
+    [note] = [text for text in model_inputs(bot) if "approval system" in text]
+    assert DENY_REASON in note
 
 
 # -- quorum ----------------------------------------------------------------------------------
@@ -303,7 +339,7 @@ async def test_one_deny_vetoes_a_quorum(bot: BotUnderTest) -> None:
     await bot.slack.wait_for("chat.update", lambda a: "1 of 2 approvals" in all_text(a))
 
     await bot.send.click("approval_deny", approval_id, user=FIN2)
-    await bot.slack.wait_for("views.open")
+    await bot.slack.wait_for_modal()
     await bot.send.submit_view(
         "approval_deny_modal",
         approval_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bot.config import BotConfig, load_config
@@ -12,7 +13,7 @@ from bot.errors import ConfigError
 from bot.policy import Effect, Holds, Override, Policy
 from bot.server_tools import ServerTool, load_server_tools
 from tests.conftest import APPROVALS, MANAGER, BotUnderTest, all_text, button_value
-from tests.standins.mistral import Entry, ModelTurn, function_call, message
+from tests.standins.mistral import Entry, MistralStandIn, ModelTurn, function_call, message
 
 TOKEN = "ya29.secret-token"
 
@@ -54,7 +55,8 @@ def test_declarations_follow_the_api_and_take_the_credential_from_the_environmen
     config, path = config_from(SERVER_CONFIG, tmp_path)
     tools = load_server_tools(config, path, {"GMAIL_TOKEN": TOKEN})
     policy = Policy(config, marked=["gmail_search", "web_search", "news_search"])
-    gmail, web, library = (tool.declaration(Holds(policy)) for tool in tools)
+    listed = ("gmail_search", "gmail_send", "gmail_read")  # what the API lists for gmail
+    gmail, web, library = (tool.declaration(Holds(policy), listed=listed) for tool in tools)
 
     assert gmail == {
         "type": "connector",
@@ -76,19 +78,39 @@ def test_local_function_names_never_go_to_a_connector(tmp_path: Path) -> None:
     config, path = config_from(SERVER_CONFIG, tmp_path)
     [gmail, *_] = load_server_tools(config, path, {"GMAIL_TOKEN": TOKEN})
     policy = Policy(config, marked=["gmail_search", "send_note"])
-    confirmations = gmail.confirmations(Holds(policy), local=["send_note"])
+    listed = ["gmail_search", "gmail_send", "send_note"]
+    confirmations = gmail.confirmations(Holds(policy), local=["send_note"], listed=listed)
     assert confirmations == ["gmail_search", "gmail_send"]
+
+
+def test_a_glob_rule_holds_every_listed_tool_it_matches_and_no_other_connectors(
+    tmp_path: Path,
+) -> None:
+    config, _ = config_from(
+        f"model: m\napprovals: {{channel: {APPROVALS}}}\n"
+        'policy:\n  rules:\n    - tools: ["gmail_*"]\n    - tools: ["crm_*"]\n',
+        tmp_path,
+    )
+    holds = Holds(Policy(config))
+    gmail = ServerTool("connector", connector_id="gmail")
+    assert gmail.confirmations(holds, listed=["gmail_send", "gmail_read", "labels"]) == [
+        "gmail_read",
+        "gmail_send",
+    ]
+    # a name of another connector's is never put in this one's list
+    assert gmail.confirmations(holds, listed=["gmail_send"]) == ["gmail_send"]
 
 
 def test_include_limits_what_the_policy_adds_and_overrides_count(tmp_path: Path) -> None:
     tool = ServerTool("connector", connector_id="crm", include=("crm_read", "crm_write"))
+    listed = ("crm_read", "crm_write", "crm_delete")
     config, _ = config_from(
         f"model: m\napprovals: {{channel: {APPROVALS}}}\n"
         "policy:\n  rules:\n    - tools: [crm_write, other_tool]\n",
         tmp_path,
     )
     holds = Holds(Policy(config), (Override("crm_read", Effect.ASK, "UADMIN", 0.0),))
-    assert tool.declaration(holds)["tool_configuration"] == {
+    assert tool.declaration(holds, listed=listed)["tool_configuration"] == {
         "include": ["crm_read", "crm_write"],
         "requires_confirmation": ["crm_read", "crm_write"],
     }
@@ -152,11 +174,19 @@ def test_server_tool_config_errors(tmp_path: Path, tools: str, field: str, expec
 
 # -- through the bot -----------------------------------------------------------------------------
 @pytest.fixture
-def config_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def config_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Path:
     monkeypatch.setenv("GMAIL_TOKEN", TOKEN)
     path = tmp_path / "bot.yml"
-    path.write_text(SERVER_CONFIG)
+    path.write_text(getattr(request, "param", None) or SERVER_CONFIG)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _gmail_connector(mistral: MistralStandIn) -> None:
+    """Mistral's side has the gmail connector the config names, with these tools."""
+    mistral.create_connector("gmail", ["gmail_search", "gmail_send", "gmail_read"])
 
 
 def mail_script(turn: ModelTurn) -> list[Entry]:
@@ -191,7 +221,8 @@ async def test_a_connector_call_is_asked_for_and_confirmed_on_resume(bot: BotUnd
         c for r in bot.mistral.requests for c in (r.body or {}).get("tool_confirmations") or []
     ]
     assert [c["confirmation"] for c in confirmations] == ["allow"]
-    assert all(not (r.body or {}).get("inputs") for r in bot.mistral.requests[1:] if r.body)
+    appends = [r for r in bot.mistral.requests if r.path.startswith("/v1/conversations/")]
+    assert appends and all(not (r.body or {}).get("inputs") for r in appends)
 
 
 async def test_a_connector_call_a_rule_denies_is_rejected_without_a_card(
@@ -208,3 +239,63 @@ async def test_a_connector_call_a_rule_denies_is_rejected_without_a_card(
         "chat.postMessage", lambda a: "Denied by the policy" in all_text(a)
     )
     assert "Sending mail from Slack is not allowed." in all_text(note)
+
+
+GLOB_CONFIG = f"""\
+model: mistral-medium-latest
+approvals: {{channel: {APPROVALS}}}
+policy:
+  rules:
+    - name: mail
+      tools: ["gmail_*"]
+tools:
+  connectors:
+    - connector_id: gmail
+"""
+
+
+def calls_mail(turn: ModelTurn) -> list[Entry]:
+    """The model calls a gmail tool as the real one does: no confirmation status of its own
+    (the server decides, from the run's ``requires_confirmation``)."""
+    if turn.tool_confirmations:
+        return [message("Done: " + str(turn.tool_confirmations[0].get("confirmation")))]
+    if turn.function_results():  # not offered: the bot told the model it is not available
+        return [message("Done: " + str(turn.function_results()[0].get("result")))]
+    return [function_call("gmail_send", {"to": "all@example.com"})]
+
+
+@pytest.mark.parametrize("config_path", [GLOB_CONFIG], indirect=True)
+async def test_a_glob_rule_holds_a_connector_tool_that_no_config_names(bot: BotUnderTest) -> None:
+    bot.mistral.script = calls_mail
+    await bot.send.mention("mail everyone")
+    card = await bot.card()
+    assert "`gmail_send` (server-side tool)" in all_text(card)
+    [connector] = [t for t in start_tools(bot) if t["type"] == "connector"]
+    assert connector["tool_configuration"]["requires_confirmation"] == [
+        "gmail_read",
+        "gmail_search",
+        "gmail_send",
+    ]
+    await bot.settled()
+    assert bot.mistral.server_runs == []  # held: nothing ran on Mistral's side
+
+    await bot.send.click("approval_approve", button_value(card, "approval_approve"), user=MANAGER)
+    await bot.slack.wait_for("chat.postMessage", lambda a: "Done: allow" in all_text(a))
+    await bot.settled()
+    assert [name for _, name, _ in bot.mistral.server_runs] == ["gmail_send"]
+
+
+@pytest.mark.parametrize("config_path", [GLOB_CONFIG], indirect=True)
+async def test_a_connector_whose_tools_cannot_be_listed_is_not_offered(
+    bot: BotUnderTest,
+) -> None:
+    bot.mistral.connectors.clear()
+    bot.mistral.create_connector("gmail", ["gmail_send"], tools_failure=502)
+    bot.mistral.script = calls_mail
+    await bot.send.mention("mail everyone")
+    await bot.settled()
+    assert [t for t in start_tools(bot) if t["type"] == "connector"] == []
+    assert bot.mistral.server_runs == []
+    async with aiohttp.ClientSession() as session, session.get(bot.url + "/readyz") as reply:
+        left_out = (await reply.json())["connectors_left_out"]
+    assert "could not be listed" in left_out["gmail"]

@@ -22,6 +22,7 @@ from bot.chat import IncomingMessage
 from bot.errors import UpstreamError
 from bot.metrics import Metrics
 from bot.slack import blocks
+from bot.slack.failures import fix_for, is_permanent
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,12 @@ def make_web_client(
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
         ],
     )
+
+
+#: chat.postEphemeral errors after which the note goes as a DM instead
+_NO_EPHEMERAL = frozenset(
+    {"user_not_in_channel", "channel_not_found", "not_in_channel", "user_not_found"}
+)
 
 
 def _dicts(items: Sequence[Block]) -> list[dict[str, Any]]:
@@ -69,6 +76,8 @@ class SlackChat:
                 "slack",
                 f"{method} failed: {code}",
                 status=error.response.status_code if error.response else None,
+                code=str(code) if code else None,
+                fix=fix_for(code) if is_permanent(code) else None,
             )
             raise self.metrics.upstream_failed(failure) from error
         except (aiohttp.ClientError, TimeoutError) as error:
@@ -139,11 +148,27 @@ class SlackChat:
         )
 
     async def post_card(self, request: ApprovalRequest) -> MessageRef:
-        return await self._post(
-            request.approvals_channel,
-            blocks.card_text(request),
-            message_blocks=blocks.approval_card(request),
-        )
+        """Post the card; a bot that is not in a public approvals channel joins it first
+        (``conversations.join``), a private one needs an invitation (not_in_channel)."""
+        channel, text = request.approvals_channel, blocks.card_text(request)
+        card = blocks.approval_card(request)
+        try:
+            return await self._post(channel, text, message_blocks=card)
+        except UpstreamError as error:
+            if error.code != "not_in_channel" or not await self._join(channel):
+                raise
+        return await self._post(channel, text, message_blocks=card)
+
+    async def _join(self, channel_id: str) -> bool:
+        """Join a public channel; False where Slack does not allow it (a private channel,
+        or the app lacks ``channels:join``)."""
+        try:
+            await self._call("conversations.join", channel=channel_id)
+        except UpstreamError as error:
+            logger.warning("could not join %s: %s", channel_id, error.code or error)
+            return False
+        logger.info("joined %s to post approval cards there", channel_id)
+        return True
 
     async def update_card(self, request: ApprovalRequest) -> None:
         if request.card is None:
@@ -160,12 +185,10 @@ class SlackChat:
                 request.thread.channel_id, text, request.thread.thread_ts, message_blocks
             )
 
-    async def tell_card_failed(self, request: ApprovalRequest, problem: str) -> None:
-        text = (
-            f":warning: I need approval for {', '.join(request.tool_names)} but could not post "
-            f"the request for approvers ({problem}). It is saved as `{request.id}`, and I will "
-            "keep trying."
-        )
+    async def tell_card_failed(
+        self, request: ApprovalRequest, problem: str, fix: str | None = None
+    ) -> None:
+        text = blocks.card_failed_text(request, problem, fix)
         await self._post(request.thread.channel_id, text, request.thread.thread_ts)
 
     async def tell_resume_failed(self, request: ApprovalRequest, problem: str) -> None:
@@ -233,10 +256,23 @@ class SlackChat:
         await self._call("views.publish", user_id=user_id, view=view.to_dict())
 
     async def tell_user(self, user_id: str, text: str, channel_id: str | None = None) -> None:
+        """A private note: ephemeral in ``channel_id``, or a DM. Where Slack cannot show an
+        ephemeral message to that person there (not a member of the channel, a Slack Connect
+        guest, another workspace of the organization), it goes to them as a DM: a person is
+        always told why their click changed nothing."""
         if channel_id:
-            await self._call("chat.postEphemeral", channel=channel_id, user=user_id, text=text)
-        else:
-            await self._call("chat.postMessage", channel=user_id, text=text)
+            try:
+                await self._call("chat.postEphemeral", channel=channel_id, user=user_id, text=text)
+                return
+            except UpstreamError as error:
+                if error.code not in _NO_EPHEMERAL:
+                    raise
+        await self._call("chat.postMessage", channel=user_id, text=text)
 
-    async def open_view(self, trigger_id: str, view: Any) -> None:
-        await self._call("views.open", trigger_id=trigger_id, view=view.to_dict())
+    async def open_view(self, trigger_id: str, view: Any) -> str:
+        """Open a modal; its view id (to update it)."""
+        response = await self._call("views.open", trigger_id=trigger_id, view=view.to_dict())
+        return str((response.get("view") or {}).get("id") or "")
+
+    async def update_view(self, view_id: str, view: Any) -> None:
+        await self._call("views.update", view_id=view_id, view=view.to_dict())

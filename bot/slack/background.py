@@ -57,11 +57,22 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+#: Listener tasks one process keeps in flight at most; past it, Slack's requests are answered
+#: 503 (Slack delivers events again later) instead of piling up tasks without bound.
+MAX_IN_FLIGHT = 1000
+
+
 class Background:
     """The tasks of listeners still working after their ack."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_IN_FLIGHT) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
+        self.limit = limit
+
+    @property
+    def full(self) -> bool:
+        """Whether as many listener tasks as allowed are in flight."""
+        return len(self._tasks) >= self.limit
 
     def spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(work, name=name)

@@ -480,6 +480,22 @@ def policy_note(request: ApprovalRequest) -> tuple[str, list[Block]]:
     ]
 
 
+def card_failed_text(request: ApprovalRequest, problem: str, fix: str | None) -> str:
+    """The requester's thread: the card could not be posted; retried, or waiting for ``fix``."""
+    names = ", ".join(f"`{escape(name[:100])}`" for name in request.tool_names[:5])
+    head = (
+        f":warning: I need approval for {names} but could not post the request for approvers "
+        f"in <#{request.approvals_channel}> ({escape(problem)})."
+    )
+    if fix is None:
+        return f"{head} It is saved as `{request.id}`, and I will keep trying."
+    return (
+        f"{head} An admin must {escape(fix)}. The request is saved as `{request.id}`: "
+        "approvers can decide it from the bot's Home tab meanwhile, and its card is posted "
+        "as soon as the bot is in the channel."
+    )
+
+
 def awaiting_text(request: ApprovalRequest, card_link: str | None) -> str:
     """The requester's thread: what waits, and where."""
     names = [f"`{escape(call.name[:200])}`" for call in request.asked_calls[:10]]
@@ -638,6 +654,26 @@ def deny_modal(request: ApprovalRequest, calls: Sequence[int], call: int | None)
                 ),
             ),
         ],
+    )
+
+
+def loading_modal() -> View:
+    """The modal a button opens at once, while its trigger is fresh; filled in after."""
+    return View(
+        type="modal",
+        title=PlainTextObject(text="Approval request"),
+        close=PlainTextObject(text="Close"),
+        blocks=[section(":hourglass_flowing_sand: Loading…")],
+    )
+
+
+def notice_modal(text: str) -> View:
+    """A modal that only says something (why a click changed nothing)."""
+    return View(
+        type="modal",
+        title=PlainTextObject(text="Approval request"),
+        close=PlainTextObject(text="Close"),
+        blocks=[section(text[:SECTION_LIMIT])],
     )
 
 

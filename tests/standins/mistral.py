@@ -11,8 +11,10 @@ PATCH ``/v1/agents/{agent_id}``); agents are created with
 :meth:`MistralStandIn.create_agent`, and a conversation started with ``agent_id`` takes
 its model, tools and instructions from the agent.
 
-Every request body is validated against the request schema the OpenAPI spec gives for the
-operation, and every response body against the matching response schema. Contract
+Every request body is validated against the SDK's own model of it (tests.standins.
+mistral_models: what the installed ``mistralai`` ships, everywhere) and, where this machine
+has the official OpenAPI spec, against the request schema the spec gives for the operation;
+every response body likewise against the matching response model and schema. Contract
 violations are collected in ``standin.errors`` so a test can end with
 ``assert standin.errors == []``.
 
@@ -27,14 +29,13 @@ import copy
 import functools
 import inspect
 import json
-import os
 import re
 import secrets
 import string
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
@@ -47,6 +48,9 @@ from jsonschema.exceptions import (  # type: ignore[import-untyped,unused-ignore
 from openapi_schema_validator import OAS31Validator, oas31_format_checker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+
+from tests.standins import mistral_models
+from tests.standins.mistral_models import spec_path
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -61,14 +65,15 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "mistral-medium-latest"
-SPEC_PATH_ENV = "MISTRAL_OPENAPI_SPEC"
-_DEFAULT_SPEC_PATH = Path("/work/shared/specs/mistral-openapi.yaml")
 _SPEC_URI = "urn:mistral-openapi"
 
 START_PATH = "/v1/conversations"
 APPEND_PATH = "/v1/conversations/{conversation_id}"
 HISTORY_PATH = "/v1/conversations/{conversation_id}/history"
 AGENT_PATH = "/v1/agents/{agent_id}"
+MODELS_PATH = "/v1/models"
+MODEL_PATH = "/v1/models/{model_id}"
+CONNECTOR_TOOLS_PATH = "/v1/connectors/{connector_id_or_name}/tools"
 
 Entry = dict[str, Any]
 ConfirmationStatus = Literal["pending", "allowed", "denied"]
@@ -77,15 +82,14 @@ ConfirmationStatus = Literal["pending", "allowed", "denied"]
 # --------------------------------------------------------------------------- spec
 
 
-def spec_path() -> Path:
-    """Where the OpenAPI spec is read from (``$MISTRAL_OPENAPI_SPEC`` overrides)."""
-    return Path(os.environ.get(SPEC_PATH_ENV, _DEFAULT_SPEC_PATH))
-
-
 @functools.cache
 def load_spec() -> dict[str, Any]:
-    """Parse the OpenAPI spec once per process."""
-    with spec_path().open("rb") as fh:
+    """Parse the official OpenAPI spec once per process; ``{}`` where this machine has none
+    (then only the SDK's models check requests and responses: tests.standins.mistral_models)."""
+    path = spec_path()
+    if path is None:
+        return {}
+    with path.open("rb") as fh:
         spec: dict[str, Any] = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     if not str(spec.get("openapi", "")).startswith("3.1"):
         raise RuntimeError(f"expected an OpenAPI 3.1 spec, got {spec.get('openapi')!r}")
@@ -105,7 +109,7 @@ def _escape(token: str) -> str:
 
 def _schema_pointer(path: str, method: str, status: int | None) -> str | None:
     """JSON pointer to the request schema (status None) or a response schema, if any."""
-    operation = load_spec()["paths"].get(path, {}).get(method)
+    operation = load_spec().get("paths", {}).get(path, {}).get(method)
     if operation is None:
         return None
     if status is None:
@@ -382,13 +386,15 @@ def _completion_args(given: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _check_agent(agent: dict[str, Any]) -> None:
-    """Raise ValueError if ``agent`` is not a valid ``Agent`` per the spec."""
+    """Raise ValueError if ``agent`` is not a valid ``Agent`` per the SDK's model (and the
+    spec, where this machine has it)."""
     found = _validator(AGENT_PATH, "get", 200)
-    if found is None:
-        raise RuntimeError(f"the spec has no Agent response for GET {AGENT_PATH}")
-    errors = list(found[0].iter_errors(agent))
-    if errors:
+    errors = list(found[0].iter_errors(agent)) if found is not None else []
+    if found is not None and errors:
         raise ValueError(_describe(errors, found[1]))
+    by_sdk = mistral_models.response_problems(AGENT_PATH, "get", 200, agent)
+    if by_sdk:
+        raise ValueError(f"not a valid Agent (the SDK's model): {by_sdk[:3]}")
 
 
 # --------------------------------------------------------------------------- server
@@ -455,7 +461,14 @@ class MistralStandIn:
     * ``errors`` - contract violations: invalid request bodies, missing auth, unknown
       routes, script failures, responses that would not match the spec;
     * ``agents`` - agent id -> current ``Agent`` object (see :meth:`create_agent`);
-    * ``agent_updates`` - ``(agent_id, body)`` of every applied PATCH, oldest first.
+    * ``agent_updates`` - ``(agent_id, body)`` of every applied PATCH, oldest first;
+    * ``models`` - the model ids ``GET /v1/models`` lists (another id answers 404 to
+      ``GET /v1/models/{model_id}``);
+    * ``connectors`` - connector id -> ``Connector`` (see :meth:`create_connector`),
+      found by id or name by ``GET /v1/connectors/{connector_id_or_name}/tools`` (404 for
+      an unknown one); ``connector_tools`` - connector id -> its tools (``MCPTool``);
+      ``connector_tool_failures`` - connector id -> the HTTP status ``GET .../tools``
+      answers instead (its MCP server is down, say).
     """
 
     def __init__(self, script: Script | None = None, *, api_key: str | None = None) -> None:
@@ -467,6 +480,13 @@ class MistralStandIn:
         self._conversations: dict[str, _Conversation] = {}
         self.agents: dict[str, dict[str, Any]] = {}
         self.agent_updates: list[tuple[str, dict[str, Any]]] = []
+        self.models: list[str] = [DEFAULT_MODEL, "mistral-small-latest", "mistral-large-latest"]
+        self.connectors: dict[str, dict[str, Any]] = {}
+        self.connector_tools: dict[str, list[dict[str, Any]]] = {}
+        self.connector_tool_failures: dict[str, int] = {}
+        #: (conversation id, tool name, arguments) of every connector call that ran on
+        #: "Mistral's side": unasked (not held), or confirmed with ``allow``
+        self.server_runs: list[tuple[str, str, str]] = []
         self._agent_versions: dict[str, dict[int, dict[str, Any]]] = {}
         self._faults: list[_Fault] = []
         self._delays: list[float] = []
@@ -492,6 +512,12 @@ class MistralStandIn:
         app.router.add_get(HISTORY_PATH, self._route(HISTORY_PATH, "get", self._history))
         app.router.add_get(AGENT_PATH, self._route(AGENT_PATH, "get", self._get_agent))
         app.router.add_patch(AGENT_PATH, self._route(AGENT_PATH, "patch", self._update_agent))
+        app.router.add_get(MODELS_PATH, self._route(MODELS_PATH, "get", self._list_models))
+        app.router.add_get(MODEL_PATH, self._route(MODEL_PATH, "get", self._get_model))
+        app.router.add_get(
+            CONNECTOR_TOOLS_PATH,
+            self._route(CONNECTOR_TOOLS_PATH, "get", self._list_connector_tools),
+        )
         app.router.add_route("*", "/{tail:.*}", self._unknown_route)
         self._closing.clear()
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -675,17 +701,24 @@ class MistralStandIn:
     ) -> tuple[str, list[tuple[list[str | int], str]]] | None:
         """(summary, HTTPValidationError details) if the body breaks the request schema."""
         found = _validator(path, method, None)
-        if found is None:
+        expected = (path, method) in mistral_models.REQUESTS
+        if found is None and not expected:
             return None
         if bad_json or body is None:
             problem = bad_json or "body is required"
             return problem, [(["body"], problem)]
-        errors = list(found[0].iter_errors(body))
-        if not errors:
-            return None
-        return _describe(errors, found[1]), [
-            (["body", *e.absolute_path], e.message) for e in errors
-        ]
+        errors = list(found[0].iter_errors(body)) if found is not None else []
+        if found is not None and errors:
+            return _describe(errors, found[1]), [
+                (["body", *e.absolute_path], e.message) for e in errors
+            ]
+        by_sdk = mistral_models.request_problems(path, method, body)
+        if by_sdk:
+            name = mistral_models.REQUESTS[(path, method)].__name__
+            return f"not a valid {name} (the SDK's model): {by_sdk[0]}", [
+                (["body", *loc], msg) for loc, msg in by_sdk
+            ]
+        return None
 
     def _send(self, reply: _Reply, path: str, method: str, label: str) -> web.Response:
         found = _validator(path, method, reply.status)
@@ -695,6 +728,15 @@ class MistralStandIn:
                 problem = f"{label}: stand-in response {reply.status} {_describe(errors, found[1])}"
                 self.errors.append(problem)
                 return web.json_response({"message": problem}, status=500)
+        by_sdk = mistral_models.response_problems(path, method, reply.status, reply.body)
+        if by_sdk:
+            name = mistral_models.RESPONSES[(path, method)].__name__
+            problem = (
+                f"{label}: stand-in response {reply.status} not a valid {name} "
+                f"(the SDK's model): {by_sdk[:3]}"
+            )
+            self.errors.append(problem)
+            return web.json_response({"message": problem}, status=500)
         if reply.commit is not None:
             reply.commit()
         return web.json_response(reply.body, status=reply.status)
@@ -772,6 +814,132 @@ class MistralStandIn:
             200,
             {"object": "conversation.history", "conversation_id": conv.id, "entries": entries},
         )
+
+    def _connector_tool_names(self, declared: dict[str, Any]) -> list[str]:
+        connector_id = declared.get("connector_id")
+        connector = self._connector(connector_id) if isinstance(connector_id, str) else None
+        if connector is None:
+            return []
+        return [str(tool["name"]) for tool in self.connector_tools.get(connector["id"], [])]
+
+    def _on_mistrals_side(self, conv: _Conversation, outputs: list[Entry]) -> list[Entry]:
+        """Like the real server, for the tools of a connector the conversation declared:
+        a call waits for a confirmation only when that connector's
+        ``tool_configuration.requires_confirmation`` names it exactly (whatever the script
+        said); any other call of it runs here, on Mistral's side, at once: a
+        ``tool.execution`` entry, recorded in ``server_runs``. (Calls of tools no declared
+        connector has are left as the script made them.)"""
+        held: dict[str, bool] = {}
+        for declared in conv.tools:
+            if declared.get("type") != "connector":
+                continue
+            confirm = set(
+                (declared.get("tool_configuration") or {}).get("requires_confirmation") or []
+            )
+            for name in self._connector_tool_names(declared):
+                held[name] = name in confirm
+        shaped: list[Entry] = []
+        for entry in outputs:
+            name = entry.get("name")
+            if entry.get("type") != "function.call" or name not in held:
+                shaped.append(entry)
+                continue
+            if held[name]:
+                shaped.append({**entry, "confirmation_status": "pending"})
+                continue
+            now = _now()
+            shaped.append(
+                {
+                    "object": "entry",
+                    "type": "tool.execution",
+                    "created_at": now,
+                    "completed_at": now,
+                    "agent_id": None,
+                    "model": None,
+                    "id": _new_id("te"),
+                    "name": name,
+                    "arguments": entry.get("arguments", "{}"),
+                    "info": {},
+                }
+            )
+        return shaped
+
+    def create_connector(
+        self, name: str, tools: Iterable[str] = (), *, tools_failure: int | None = None
+    ) -> str:
+        """Store a connector (an MCP server on Mistral's side) and return its id.
+
+        ``tools``: the names its ``GET .../tools`` lists; ``tools_failure``: the HTTP status
+        that listing answers instead (e.g. 502 when the server behind it is down).
+        """
+        now = _now()
+        connector_id = str(uuid.uuid4())
+        self.connectors[connector_id] = {
+            "id": connector_id,
+            "name": name,
+            "description": f"The {name} connector",
+            "created_at": now,
+            "modified_at": now,
+            "server": f"https://{name}.mcp.invalid/mcp",
+            "auth_type": None,
+            "tools": None,
+        }
+        self.connector_tools[connector_id] = [
+            {
+                "name": tool,
+                "description": f"The {tool} tool",
+                "inputSchema": {"type": "object", "properties": {}},
+            }
+            for tool in tools
+        ]
+        if tools_failure is not None:
+            self.connector_tool_failures[connector_id] = tools_failure
+        return connector_id
+
+    def _connector(self, id_or_name: str) -> dict[str, Any] | None:
+        found = self.connectors.get(id_or_name)
+        if found is not None:
+            return found
+        return next((c for c in self.connectors.values() if c["name"] == id_or_name), None)
+
+    def _model_card(self, model_id: str) -> dict[str, Any]:
+        return {
+            "id": model_id,
+            "object": "model",
+            "created": 1_700_000_000,
+            "owned_by": "mistralai",
+            "capabilities": {"completion_chat": True, "function_calling": True},
+            "name": model_id,
+            "description": None,
+            "max_context_length": 131_072,
+            "aliases": [],
+            "deprecation": None,
+            "deprecation_replacement_model": None,
+            "default_model_temperature": 0.3,
+            "type": "base",
+        }
+
+    async def _list_models(self, request: web.Request, body: dict[str, Any] | None) -> _Reply:
+        return _Reply(200, {"object": "list", "data": [self._model_card(m) for m in self.models]})
+
+    async def _get_model(self, request: web.Request, body: dict[str, Any] | None) -> _Reply:
+        model_id = request.match_info["model_id"]
+        if model_id not in self.models:
+            return _not_found("Model", model_id)
+        return _Reply(200, self._model_card(model_id))
+
+    async def _list_connector_tools(
+        self, request: web.Request, body: dict[str, Any] | None
+    ) -> _Reply:
+        id_or_name = request.match_info["connector_id_or_name"]
+        connector = self._connector(id_or_name)
+        if connector is None:
+            return _not_found("Connector", id_or_name)
+        failure = self.connector_tool_failures.get(connector["id"])
+        if failure is not None:
+            message = f"Could not list the tools of connector {connector['name']}"
+            return _Reply(failure, {"message": message, "type": "connector_error"})
+        return _Reply(200, copy.deepcopy(self.connector_tools[connector["id"]]))
 
     async def _get_agent(self, request: web.Request, body: dict[str, Any] | None) -> _Reply:
         agent_id = request.match_info["agent_id"]
@@ -859,7 +1027,7 @@ class MistralStandIn:
         outputs = await produced if inspect.isawaitable(produced) else produced
         if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
             raise TypeError(f"script must return a list of entry dicts, got {outputs!r}")
-        outputs = copy.deepcopy(outputs)
+        outputs = self._on_mistrals_side(conv, copy.deepcopy(outputs))
         for entry in outputs:
             if "model" in entry and entry["model"] is None and conv.model:
                 entry["model"] = conv.model
@@ -884,6 +1052,15 @@ class MistralStandIn:
             for entry in conv.entries:
                 if entry.get("type") == "function.call" and entry.get("tool_call_id") in decided:
                     entry["confirmation_status"] = decided[entry["tool_call_id"]]
+                    if decided[entry["tool_call_id"]] == "allowed":  # it runs, server-side
+                        self.server_runs.append(
+                            (conv.id, str(entry.get("name")), str(entry.get("arguments")))
+                        )
+            for entry in outputs:
+                if entry.get("type") == "tool.execution":
+                    self.server_runs.append(
+                        (conv.id, str(entry.get("name")), str(entry.get("arguments")))
+                    )
             conv.entries.extend(copy.deepcopy([*inputs, *outputs]))
             if new:
                 self._conversations[conv.id] = conv

@@ -34,9 +34,11 @@ import secrets
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+import yaml
 from aiohttp import web
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
@@ -63,6 +65,29 @@ _TEXT_KEYS = frozenset({"text", "pretext", "fallback"})
 _USER_ID = re.compile(r"^[UW][A-Z0-9]+$")
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]+$")
 _TS_BASE_MICROS = 1_700_000_000_000_000
+_MANIFEST = Path(__file__).resolve().parents[2] / "manifest.yml"
+
+
+def manifest_bot_scopes() -> list[str]:
+    """The bot scopes ``manifest.yml`` asks for: what an installed app's token is granted."""
+    manifest = yaml.safe_load(_MANIFEST.read_text(encoding="utf-8"))
+    return [str(scope) for scope in manifest["oauth_config"]["scopes"]["bot"]]
+
+
+#: The scope a bot token needs for each method (Slack answers ``missing_scope`` without it);
+#: ``conversations.*`` depend on the kind of channel (see ``_needed_scope``).
+_METHOD_SCOPES = {
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "chat.postEphemeral": "chat:write",
+    "users.info": "users:read",
+    "usergroups.list": "usergroups:read",
+    "usergroups.users.list": "usergroups:read",
+    "reactions.add": "reactions:write",
+    "reactions.remove": "reactions:write",
+    "conversations.join": "channels:join",
+}
+_CHANNEL_READ_SCOPES = {"C": "channels:read", "G": "groups:read", "D": "im:read"}
 
 
 def _always(_args: JSON) -> bool:
@@ -122,6 +147,15 @@ class SlackStandIn:
       a group without an entry gets its id lowercased).
     * ``channels``: channel id -> fields overlaid on the default ``conversations.info``.
     * ``socket_url``: the URL ``apps.connections.open`` hands out (None -> error).
+    * ``scopes``: the scopes granted to the bot token (default: ``manifest.yml``'s), sent in
+      the ``x-oauth-scopes`` header of every answer to it, as Slack does; a method whose
+      scope is not granted answers ``missing_scope``. None: no header, no scope checks.
+    * ``token_error``: when set (``account_inactive``, ``token_revoked``...), every call with
+      the bot token answers that error, as Slack does for an uninstalled app's token.
+    * ``unknown_channels`` / ``unknown_users``: ids that answer ``channel_not_found`` /
+      ``user_not_found`` (deleted, or never existed). A private channel (``is_private``)
+      whose ``is_member`` is false also answers ``channel_not_found`` to
+      ``conversations.info``: Slack hides private channels from non-members.
 
     Recorded state: ``calls``, ``errors``, ``messages`` ((channel, ts) -> current message),
     ``views`` (view id -> current view), ``home_views`` (user id -> view id) and
@@ -157,6 +191,10 @@ class SlackStandIn:
         self.usergroups: dict[str, list[str]] = {}
         self.usergroup_handles: dict[str, str] = {}
         self.channels: dict[str, JSON] = {}
+        self.scopes: list[str] | None = manifest_bot_scopes()
+        self.token_error: str | None = None
+        self.unknown_channels: set[str] = set()
+        self.unknown_users: set[str] = set()
 
         self.calls: list[SlackCall] = []
         self.errors: list[str] = []
@@ -167,6 +205,8 @@ class SlackStandIn:
 
         self._response_tokens: set[str] = set()
         self._faults: dict[str, list[_Fault]] = {}
+        #: method -> seconds every call to it takes before it is answered (a slow Slack)
+        self.slowness: dict[str, float] = {}
         self._ts_counter = itertools.count(1)
         self._id_counter = itertools.count(1)
         self._cond = asyncio.Condition()
@@ -190,6 +230,7 @@ class SlackStandIn:
             "reactions.add": self._reactions_add,
             "reactions.remove": self._reactions_remove,
             "apps.connections.open": self._apps_connections_open,
+            "conversations.join": self._conversations_join,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -248,6 +289,36 @@ class SlackStandIn:
     def count(self, method: str, predicate: Predicate = _always) -> int:
         """Number of recorded calls to ``method`` whose args match ``predicate``."""
         return sum(1 for c in self.calls if c.method == method and _matches(predicate, c.args))
+
+    def modals_shown(self) -> list[JSON]:
+        """Every modal a person was shown, as ``views.open``/``views.update`` sent it (their
+        arguments), but the "Loading…" placeholders the bot opens while it checks a click."""
+        return [
+            c.args
+            for c in self.calls
+            if c.method in ("views.open", "views.update", "views.push")
+            and c.response.get("ok")
+            and "Loading…" not in json.dumps(c.args.get("view"), ensure_ascii=False)
+        ]
+
+    async def wait_for_modal(self, predicate: Predicate = _always, timeout: float = 10.0) -> JSON:
+        """The first modal shown (see :meth:`modals_shown`) matching ``predicate``."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with self._cond:
+            while True:
+                found = [m for m in self.modals_shown() if predicate(m)]
+                if found:
+                    return found[0]
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"no modal matching the predicate within {timeout}s; recorded calls:\n"
+                        + self.describe_calls()
+                    )
+                try:
+                    await asyncio.wait_for(self._cond.wait(), remaining)
+                except TimeoutError:
+                    pass
 
     def messages_in(self, channel: str) -> list[JSON]:
         """Current state of the messages posted to ``channel``, oldest first."""
@@ -388,6 +459,8 @@ class SlackStandIn:
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         args, bad_body = await _decode_request(request)
+        if method in self.slowness:
+            await asyncio.sleep(self.slowness[method])
         token = _token_of(request, args)
         headers: dict[str, str] = {}
         try:
@@ -418,6 +491,17 @@ class SlackStandIn:
         auth_error = self._check_token(method, token)
         if auth_error is not None:
             return 200, {"ok": False, "error": auth_error}
+        if token == self.token and self.scopes is not None:
+            headers["x-oauth-scopes"] = ",".join(self.scopes)
+            needed = _needed_scope(method, args)
+            if needed is not None and needed not in self.scopes:
+                provided = ",".join(self.scopes)
+                return 200, {
+                    "ok": False,
+                    "error": "missing_scope",
+                    "needed": needed,
+                    "provided": provided,
+                }
         if bad_body:
             return 200, {"ok": False, "error": "invalid_json"}
         try:
@@ -492,6 +576,8 @@ class SlackStandIn:
             return None if token == self.app_token else "invalid_auth"
         if token == self.app_token:
             return "not_allowed_token_type"
+        if token == self.token and self.token_error is not None:
+            return self.token_error
         return None if token == self.token else "invalid_auth"
 
     # ------------------------------------------------------------------ ids
@@ -592,10 +678,32 @@ class SlackStandIn:
                 message[key] = copy.deepcopy(args[key])
         return message
 
+    def _check_can_post(self, channel: str) -> None:
+        """Like Slack: no post where the bot is not a member, nor in an archived channel
+        (``channels[channel]`` says ``is_member: False`` / ``is_archived: True``)."""
+        overlay = self.channels.get(channel, {})
+        if overlay.get("is_archived"):
+            raise _ApiError("is_archived")
+        if overlay.get("is_member") is False:
+            raise _ApiError("not_in_channel")
+
+    def _conversations_join(self, args: JSON) -> JSON:
+        """A bot joins a public channel by itself; a private one needs an invitation."""
+        channel = self._channel(args)
+        if channel in self.unknown_channels:
+            raise _ApiError("channel_not_found")
+        if not channel.startswith("C"):
+            raise _ApiError("method_not_supported_for_channel_type")
+        if self.channels.get(channel, {}).get("is_archived"):
+            raise _ApiError("is_archived")
+        self.channels.setdefault(channel, {})["is_member"] = True
+        return {"channel": {"id": channel, "is_channel": True, "is_member": True}}
+
     def _chat_post_message(self, args: JSON) -> JSON:
         channel = self._channel(args)
         if _USER_ID.match(channel):  # posting to a user id opens/uses the DM, like Slack
             channel = self.dm_channel(channel)
+        self._check_can_post(channel)
         self._validate_message("chat.postMessage", args, require_content=True)
         ts = self._next_ts()
         message = self._message_body(args, ts)
@@ -738,6 +846,11 @@ class SlackStandIn:
         known = channel in self.channels or channel in self.members
         if not known and not _CHANNEL_ID.match(channel):
             raise _ApiError("channel_not_found")
+        if channel in self.unknown_channels:
+            raise _ApiError("channel_not_found")
+        overlay = self.channels.get(channel, {})
+        if overlay.get("is_private") and overlay.get("is_member") is False:
+            raise _ApiError("channel_not_found")  # Slack hides it from non-members
         info: JSON = {
             "id": channel,
             "name": channel.lower(),
@@ -759,6 +872,8 @@ class SlackStandIn:
         if not isinstance(user_id, str) or (
             user_id not in self.users and not _USER_ID.match(user_id)
         ):
+            raise _ApiError("user_not_found")
+        if user_id in self.unknown_users:
             raise _ApiError("user_not_found")
         is_bot = user_id == self.bot_user_id
         name = "approval-bot" if is_bot else user_id.lower()
@@ -929,6 +1044,14 @@ def _matches(predicate: Predicate, args: JSON) -> bool:
 
 def _truthy(value: Any) -> bool:
     return value is True or value in ("1", "true", 1)
+
+
+def _needed_scope(method: str, args: JSON) -> str | None:
+    """The bot scope ``method`` needs (for ``conversations.*``, by the channel's kind)."""
+    if method in ("conversations.info", "conversations.members"):
+        channel = args.get("channel")
+        return _CHANNEL_READ_SCOPES.get(channel[:1]) if isinstance(channel, str) else None
+    return _METHOD_SCOPES.get(method)
 
 
 # ---------------------------------------------------------------------- block validation

@@ -24,4 +24,4 @@ def register(
     views.register(app, assistant, chat, background)
     commands.register(app, console, background)
     home.register(app, console, chat, background)
-    membership.register(app, assistant.directory, background)
+    membership.register(app, assistant, background)

@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.models.views import View
 
 from bot.approval import Status
 from bot.assistant import Assistant, Decided
@@ -57,6 +58,8 @@ class Click:
     action_id: str = ""
     from_home: bool = False  # clicked on the App Home tab (no channel to answer in)
     block_id: str = ""
+    #: the modal opened at once for this click ("Loading…"), to be filled in or refused
+    view_id: str | None = None
 
     @property
     def target(self) -> blocks.BlockTarget:
@@ -170,12 +173,12 @@ async def deny(assistant: Assistant, chat: SlackChat, click: Click) -> None:
     """Deny asks for a reason first; the modal's submission decides (listeners.views)."""
     call = click.target.call
     choice = await assistant.may_decide(click.target_id, click.user_id, call, voting=False)
-    await chat.open_view(click.trigger_id, blocks.deny_modal(choice.request, choice.calls, call))
+    await show(chat, click, blocks.deny_modal(choice.request, choice.calls, call))
 
 
 async def deny_all(assistant: Assistant, chat: SlackChat, click: Click) -> None:
     choice = await assistant.may_decide(click.target_id, click.user_id, None, voting=False)
-    await chat.open_view(click.trigger_id, blocks.deny_modal(choice.request, choice.calls, None))
+    await show(chat, click, blocks.deny_modal(choice.request, choice.calls, None))
 
 
 async def edit(assistant: Assistant, chat: SlackChat, click: Click) -> None:
@@ -201,12 +204,20 @@ async def edit(assistant: Assistant, chat: SlackChat, click: Click) -> None:
         requester_id=request.requester.user_id,
         private_metadata=blocks.edit_metadata(request.id, target.call, request.revision),
     )
-    await chat.open_view(click.trigger_id, view)
+    await show(chat, click, view)
 
 
 async def show_arguments(assistant: Assistant, chat: SlackChat, click: Click) -> None:
     request = await assistant.readable(click.target_id, click.user_id)
-    await chat.open_view(click.trigger_id, blocks.arguments_modal(request))
+    await show(chat, click, blocks.arguments_modal(request))
+
+
+async def show(chat: SlackChat, click: Click, view: View) -> None:
+    """Fill in the modal opened for the click (or open one, when none could be)."""
+    if click.view_id is not None:
+        await chat.update_view(click.view_id, view)
+    else:
+        await chat.open_view(click.trigger_id, view)
 
 
 async def retry_resume(assistant: Assistant, chat: SlackChat, click: Click) -> None:
@@ -231,7 +242,10 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-#: Buttons answered before their work: they open a modal, whose trigger lasts 3 seconds.
+#: Buttons that open a modal: a trigger lasts 3 seconds, so these are answered and a
+#: "Loading…" modal opened *before* anything is checked (a slow directory lookup or a
+#: rate-limited Slack must not lose the modal); the check then fills the modal in, or
+#: replaces it with the refusal.
 ANSWER_FIRST = {blocks.DENY, blocks.DENY_ALL, blocks.EDIT, blocks.SHOW_ARGUMENTS}
 
 #: Buttons whose action id carries a parameter, matched by pattern.
@@ -265,13 +279,14 @@ def _listener(
             return
         if answer_first:
             await ack()
+            click = await _opened(chat, click)
         decided: Decided | None = None
         try:
             decided = await handle(assistant, chat, click)
         except BadPayload as error:
             logger.warning("bad %s payload: %s", action_id, error)
             await _answer(ack, answer_first)
-            await tell(chat, click.user_id, click.channel_id, ":warning: That button is not valid.")
+            await _say(chat, click, ":warning: That button is not valid.")
         except ApprovalError as error:
             await _answer(ack, answer_first)
             await _refused(assistant, chat, click, action_id, error)
@@ -281,7 +296,7 @@ def _listener(
             failed = (
                 ":warning: Something went wrong on our side; nothing was changed. Please try again."
             )
-            await tell(chat, click.user_id, click.channel_id, failed)
+            await _say(chat, click, failed)
         else:
             await _answer(ack, answer_first)
         if decided is not None:  # its audit and card: the announce job it enqueued
@@ -299,9 +314,31 @@ async def _refused(
 ) -> None:
     """Tell the person why their click changed nothing (after the answer)."""
     logger.info("%s on %s by %s refused: %r", action_id, click.target_id, click.user_id, error)
-    await tell(chat, click.user_id, click.channel_id, explain(error))
+    await _say(chat, click, explain(error))
     if isinstance(error, StaleCard):  # show what there is to decide now
         await assistant.show_card(click.target_id)
+
+
+async def _say(chat: SlackChat, click: Click, text: str) -> None:
+    """Tell the person: in the modal opened for their click, else privately."""
+    if click.view_id is not None:
+        try:
+            await chat.update_view(click.view_id, blocks.notice_modal(text))
+            return
+        except UpstreamError as failure:
+            logger.error("could not show %r in %s: %r", text, click.view_id, failure)
+    await tell(chat, click.user_id, click.channel_id, text)
+
+
+async def _opened(chat: SlackChat, click: Click) -> Click:
+    """Open the "Loading…" modal at once, while the trigger is fresh; the click with its
+    view id (without one when Slack refused: the work then opens its modal, if it can)."""
+    try:
+        view_id = await chat.open_view(click.trigger_id, blocks.loading_modal())
+    except UpstreamError as error:
+        logger.warning("could not open a modal for %s: %r", click.action_id, error)
+        return click
+    return replace(click, view_id=view_id)
 
 
 async def _answer(ack: AsyncAck, answered: bool) -> None:

@@ -2,6 +2,9 @@
 members change. The cached lists (Redis and this process) are dropped at once, so a removed
 approver's next click is checked against Slack's list as it is now.
 
+When the bot itself joins a channel, the cards Slack refused there because it was not a
+member are posted.
+
 What remains: another bot process keeps its in-process copy for at most
 ``bot.directory.LOCAL_TTL_S`` seconds; an event Slack never delivers (the app not subscribed,
 an outage) leaves the Redis copy until its TTL (``keys.CHANNEL_MEMBERS_TTL_S``).
@@ -13,8 +16,9 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
 
-from bot.directory import Directory
+from bot.assistant import Assistant
 from bot.slack.background import Background
 
 logger = logging.getLogger(__name__)
@@ -32,14 +36,21 @@ def changed_usergroup(event: dict[str, Any]) -> str | None:
     return found if isinstance(found, str) and found else None
 
 
-def register(app: AsyncApp, directory: Directory, background: Background) -> None:
-    async def on_channel_membership(event: dict[str, Any]) -> None:
+def register(app: AsyncApp, assistant: Assistant, background: Background) -> None:
+    directory = assistant.directory
+
+    async def on_channel_membership(event: dict[str, Any], context: AsyncBoltContext) -> None:
         channel = event.get("channel")
         if not isinstance(channel, str) or not channel:
             logger.warning("ignoring a %s event without a channel", event.get("type"))
             return
         logger.info("%s: %s in %s", event.get("type"), event.get("user"), channel)
         await directory.forget_channel(channel)
+        joined = event.get("type") == "member_joined_channel"
+        if joined and context.bot_user_id and event.get("user") == context.bot_user_id:
+            # invited at last: the cards Slack refused there (not_in_channel) go up now
+            posted = await assistant.post_waiting_cards(channel)
+            logger.info("joined %s: %d waiting cards posted", channel, len(posted))
 
     async def on_usergroup_change(event: dict[str, Any]) -> None:
         usergroup = changed_usergroup(event)
