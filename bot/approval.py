@@ -1,6 +1,7 @@
 """The approval lifecycle: what a request holds, who may decide it, what a decision means.
 
-Pure domain code: no Slack, no HTTP, no Redis.
+Pure domain code: no Slack, no HTTP, no Redis, no Mistral SDK (bot.deferral turns a request
+into the SDK's objects; tests/test_purity.py checks it).
 """
 
 from __future__ import annotations
@@ -12,11 +13,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
-
-from mistralai.extra.exceptions import (
-    DeferredToolCallResponse,
-    DeferredToolCallsException,
-)
 
 from bot import stored_deferral
 from bot.errors import AlreadyDecided, NotAllowed
@@ -105,6 +101,16 @@ class ToolCall:
     def pretty_arguments(self) -> str:
         """The arguments as indented JSON, or verbatim if the model sent something else."""
         return _pretty(self.arguments)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the model gets for one deferred call: run it (with ``override`` arguments merged
+    over its own, when a person edited them), or a rejection with ``message``."""
+
+    approved: bool
+    override: dict[str, Any] | None = None
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -246,28 +252,30 @@ class ApprovalRequest:
             raise ValueError(f"approval {self.id}: {len(self.calls)} calls, decisions differ")
 
     @classmethod
-    def from_deferral(
+    def create(
         cls,
-        deferred: DeferredToolCallsException,
         *,
+        conversation_id: str,
+        deferral: dict[str, Any],
+        calls: Sequence[ToolCall],
         thread: ThreadRef,
         requester: Requester,
         approvals_channel: str,
-        calls: Sequence[ToolCall] | None = None,
         placeholder: MessageRef | None = None,
     ) -> ApprovalRequest:
-        """A request for ``deferred``; ``calls`` as screened by the policy. It expires after
-        the shortest ``expire_after`` of the rules its calls wait under."""
-        calls = tuple(calls) if calls is not None else calls_of(deferred)
+        """A request for a deferral (its stored state, ``DeferredToolCallsException.to_dict()``);
+        ``calls`` as screened by the policy. It expires after the shortest ``expire_after``
+        of the rules its calls wait under. (bot.deferral builds one from the SDK's exception.)"""
+        calls = tuple(calls)
         now = time.time()
         waits = [c.gate.expire_after_s for c in calls if c.auto is None and c.gate is not None]
         return cls(
             id=new_approval_id(),
             thread=thread,
             requester=requester,
-            conversation_id=deferred.conversation_id or "",
+            conversation_id=conversation_id,
             calls=calls,
-            deferral=dict(deferred.to_dict()),
+            deferral=dict(deferral),
             approvals_channel=approvals_channel,
             created_at=now,
             expires_at=now + min(waits) if waits else None,
@@ -364,29 +372,24 @@ class ApprovalRequest:
                 f"{'s' if missing != 1 else ''} from someone else.",
             )
 
-    def responses(self) -> list[Any]:
-        """The inputs that resume the conversation: executed results, then each decided call."""
+    def answer(self, tool_call_id: str) -> Answer:
+        """What goes back to the model for one deferred call, as decided (bot.deferral turns
+        it into the SDK's confirmation or rejection)."""
         if self.status is Status.PENDING:
             raise ValueError(f"approval {self.id} is not decided")
-        deferred = DeferredToolCallsException.from_dict(self.deferral)  # type: ignore[arg-type]
-        responses: list[DeferredToolCallResponse] = []
-        for call in deferred.deferred_calls:
-            index = self.call_index(call.tool_call_id)
-            if index is None:  # not in the record: nobody approved it
-                responses.append(call.reject("Nobody approved this action. Do not retry it."))
-                continue
-            decision = self.decisions[index]
-            if decision.status is Status.APPROVED and not self._runnable(index):
-                responses.append(call.reject(NOT_JSON))
-            elif decision.status is Status.APPROVED:
-                edit = decision.edit
-                responses.append(call.confirm(edit.override if edit and edit.override else None))
-            else:
-                responses.append(call.reject(self.rejection_message(index)))
-        return [*deferred.executed_results, *responses, *self._server_side_notes()]
+        index = self.call_index(tool_call_id)
+        if index is None:  # not in the record: nobody approved it
+            return Answer(False, message="Nobody approved this action. Do not retry it.")
+        decision = self.decisions[index]
+        if decision.status is Status.APPROVED and not self._runnable(index):
+            return Answer(False, message=NOT_JSON)
+        if decision.status is Status.APPROVED:
+            edit = decision.edit
+            return Answer(True, override=edit.override if edit and edit.override else None)
+        return Answer(False, message=self.rejection_message(index))
 
-    def _server_side_notes(self) -> list[Any]:
-        """Why server-side calls were rejected, as one message for the model.
+    def server_side_note(self) -> str | None:
+        """Why server-side calls were rejected, as one message for the model (None: none was).
 
         A connector's or built-in's rejection goes back as a tool confirmation, which holds
         only allow or deny: the SDK drops the reason. The spec lets an append carry input
@@ -399,13 +402,11 @@ class ApprovalRequest:
             if call.server_side and self.decisions[index].status is not Status.APPROVED
         ]
         if not lines:
-            return []
-        text = (
+            return None
+        return (
             "Message from the approval system, not from the user: these tool calls were not "
             "allowed to run.\n" + "\n".join(lines)
         )
-        # a dict: the SDK passes on input entries given as dicts (or function results) only
-        return [{"type": "message.input", "role": "user", "content": text}]
 
     def _runnable(self, index: int) -> bool:
         """Whether an approved call can run: a local call needs a JSON object of arguments
@@ -441,19 +442,6 @@ class ApprovalRequest:
         return (
             "Note: before approving, a person changed the arguments of this call. It ran with "
             f"{edit.arguments} instead of {self.calls[index].arguments}."
-        )
-
-    def expired(self, at: float) -> ApprovalRequest:
-        """The request with every undecided call expired."""
-        decisions = [
-            replace(d, status=Status.EXPIRED, at=at) if d.status is Status.PENDING else d
-            for d in self.decisions
-        ]
-        return replace(
-            self,
-            decisions=tuple(decisions),
-            status=Status.EXPIRED,
-            decision=Decision(Status.EXPIRED, "", at),
         )
 
     def with_decisions(self, decisions: Sequence[CallDecision]) -> ApprovalRequest:
@@ -534,21 +522,6 @@ def overall(decisions: Sequence[CallDecision]) -> Status:
     if statuses == {Status.DENIED}:
         return Status.DENIED
     return Status.MIXED
-
-
-def calls_of(deferred: DeferredToolCallsException) -> tuple[ToolCall, ...]:
-    """The calls of a deferral, as approvers see them."""
-    return tuple(
-        ToolCall(
-            tool_call_id=dc.tool_call_id,
-            name=dc.tool_name,
-            arguments=dc.arguments
-            if isinstance(dc.arguments, str)
-            else json.dumps(dc.arguments, ensure_ascii=False),
-            server_side=dc.reason.value == "server_side_confirmation_required",
-        )
-        for dc in deferred.deferred_calls
-    )
 
 
 def _duration(seconds: float) -> str:

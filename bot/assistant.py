@@ -31,9 +31,9 @@ from bot.approval import (
     Status,
     ThreadRef,
     ToolCall,
-    calls_of,
     excerpt,
 )
+from bot.arguments import canonical_arguments
 from bot.audit import BOT, POLICY
 from bot.chat import Chat, IncomingMessage
 from bot.editing import EditedArguments
@@ -52,7 +52,7 @@ from bot.metrics import Metrics, RequestOutcome
 from bot.policy import Effect
 from bot.runner import AgentRunner, Answer, Outcome
 from bot.store import Accepted, Action, Cast, Store, redis_error
-from bot.tools import Report, canonical_arguments
+from bot.tools import Report
 
 logger = logging.getLogger(__name__)
 
@@ -158,9 +158,6 @@ class Assistant:
         with _about_message(message):
             await self.acknowledge(message, await self.accept(message, None))
 
-    async def has_conversation(self, thread: ThreadRef) -> bool:
-        return await self.store.conversation_id(thread) is not None
-
     # -- jobs --------------------------------------------------------------------------------
     async def run_job(self, job: Job) -> None:
         """Run one durable job (see bot.jobs); raising leaves it to be retried."""
@@ -219,9 +216,14 @@ class Assistant:
         conversation_id = await self.store.conversation_id(message.thread)
         bind(conversation_id=conversation_id)
         try:
-            outcome = await self.runner.send(
-                conversation_id, message.text, await self.gatekeeper.deferring()
-            )
+            outcome: Outcome | None = None
+            if (again or message.resent) and conversation_id:
+                # its earlier sending may have reached the conversation: never send it twice
+                outcome = await self.runner.recover_turn(conversation_id, message.text)
+            if outcome is None:
+                outcome = await self.runner.send(
+                    conversation_id, message.text, await self.gatekeeper.deferring()
+                )
         except UpstreamError as error:
             logger.warning("run failed in thread %s: %r", message.thread.key, error)
             if error.conversation_id and error.conversation_id != conversation_id:
@@ -261,10 +263,9 @@ class Assistant:
             )
             requester = Requester(requester.user_id, requester.text_excerpt, link)
         screening = await self.gatekeeper.screen(
-            calls_of(outcome.deferred), requester.user_id, thread.channel_id
+            outcome.calls, requester.user_id, thread.channel_id
         )
-        request = ApprovalRequest.from_deferral(
-            outcome.deferred,
+        request = outcome.new_request(
             thread=thread,
             requester=requester,
             approvals_channel=screening.card_channel,
@@ -756,7 +757,7 @@ class Assistant:
         data = await self.store.take_turn(turn_id)
         if data is None:
             return False
-        await self.receive(IncomingMessage.from_dict(data))
+        await self.receive(replace(IncomingMessage.from_dict(data), resent=True))
         return True
 
     async def _resume_job(self, approval_id: str) -> None:

@@ -16,6 +16,9 @@ class IncomingMessage:
     user_id: str
     text: str
     ts: str
+    #: sent before, and that sending failed in a way that may have come after Mistral took
+    #: it (a Retry): the conversation's history is read before it is sent again
+    resent: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -27,6 +30,7 @@ class IncomingMessage:
             user_id=data["user_id"],
             text=data["text"],
             ts=data["ts"],
+            resent=bool(data.get("resent", False)),
         )
 
 

@@ -82,7 +82,7 @@ class Directory:
     async def usergroup_members(self, usergroup_id: str) -> set[str]:
         return await self._cached(
             keys.usergroup_members(usergroup_id),
-            keys.CHANNEL_MEMBERS_TTL_S,
+            keys.USERGROUP_MEMBERS_TTL_S,
             lambda: self.chat.usergroup_members(usergroup_id),
             f"members of user group {usergroup_id}",
         )

@@ -11,7 +11,6 @@ Every exception the bot raises on purpose derives from :class:`BotError`::
     │   ├── StaleCard          the arguments were edited after the person looked
     │   └── EditRefused        edited arguments fall under another rule, or a deny
     ├── NotEditable            a call's arguments cannot be edited in a form (bot.editing)
-    ├── ThreadError            a thread's state cannot take this action
     └── UpstreamError          Mistral, Slack or Redis failed; the state is kept and retryable
 """
 
@@ -96,10 +95,6 @@ class EditRefused(ApprovalError):
         self.reason = reason
         self.field = field
         super().__init__(approval_id, reason)
-
-
-class ThreadError(BotError):
-    """A conversation thread cannot take the asked action."""
 
 
 class UpstreamError(BotError):

@@ -61,8 +61,8 @@ CALL_RESULT_TTL_S: Final = 30 * 24 * 3600
 CALL_EXECUTING: Final = f"{PREFIX}:call-executing:"
 
 # -- durable work ----------------------------------------------------------------------------
-#: Stream: jobs any bot process may run (``kind``: resume | thread, ``target``: an approval
-#: id or a thread key), read through the consumer group ``JOBS_GROUP``. No TTL and no
+#: Stream: jobs any bot process may run (``kind``: resume | announce | thread, ``target``: an
+#: approval id or a thread key), read through the consumer group ``JOBS_GROUP``. No TTL and no
 #: MAXLEN (trimming could drop a job nobody ran): an entry is deleted once it is acknowledged.
 JOBS: Final = f"{PREFIX}:jobs"
 JOBS_GROUP: Final = "bots"
@@ -154,6 +154,7 @@ CHANNEL_MEMBERS_TTL_S: Final = 300
 
 #: String: JSON list of a user group's members (``usergroups.users.list``), a short cache.
 USERGROUP_MEMBERS: Final = f"{PREFIX}:usergroup-members:"
+USERGROUP_MEMBERS_TTL_S: Final = 300
 
 #: String: JSON map of every user group to its members (``usergroups.list``), a short cache
 #: for "which groups is this requester in".

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from bot.arguments import canonical_arguments
 from bot.conditions import Condition, Facts
 from bot.config import (
     ApproversConfig,
@@ -35,7 +36,6 @@ from bot.config import (
     RuleConfig,
     parse_duration,
 )
-from bot.tools import canonical_arguments
 
 _GLOB = re.compile(r"[*?\[]")
 

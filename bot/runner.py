@@ -18,6 +18,7 @@ from mistralai.client.errors import MistralError
 from mistralai.client.models import (
     FunctionCallEntry,
     FunctionResultEntry,
+    MessageInputEntry,
     MessageOutputEntry,
     TextChunk,
     ToolFileChunk,
@@ -31,9 +32,11 @@ from mistralai.extra.exceptions import (
 from mistralai.extra.run.context import RunContext
 from mistralai.extra.run.tools import create_tool_call
 
-from bot.approval import ApprovalRequest
+from bot.approval import ApprovalRequest, MessageRef, Requester, ThreadRef, ToolCall
+from bot.arguments import canonical_arguments
 from bot.config import BotConfig, MCPServerConfig
 from bot.connector_tools import ConnectorTools
+from bot.deferral import calls_of, new_request, responses
 from bot.errors import UpstreamError
 from bot.mcp_servers import MCPServers
 from bot.metrics import Metrics
@@ -47,7 +50,6 @@ from bot.tools import (
     Report,
     Tool,
     approving,
-    canonical_arguments,
     stop_approving,
 )
 
@@ -69,28 +71,89 @@ class Deferral:
     conversation_id: str
     deferred: DeferredToolCallsException
 
+    @property
+    def calls(self) -> tuple[ToolCall, ...]:
+        """The deferred calls, as approvers see them."""
+        return calls_of(self.deferred)
+
+    def new_request(
+        self,
+        *,
+        thread: ThreadRef,
+        requester: Requester,
+        approvals_channel: str,
+        calls: Sequence[ToolCall],
+        placeholder: MessageRef | None,
+    ) -> ApprovalRequest:
+        """The approval request for this deferral (``calls`` as the policy screened them)."""
+        return new_request(
+            self.deferred,
+            thread=thread,
+            requester=requester,
+            approvals_channel=approvals_channel,
+            calls=calls,
+            placeholder=placeholder,
+        )
+
 
 Outcome = Answer | Deferral
 
 
-def make_client(settings: Settings) -> Mistral:
-    """The Mistral client, with bounded retries (429 and 5xx) and a timeout per request."""
+#: How often a request whose connection could not even be opened is tried again (httpx's
+#: transport retries only connection failures: such a request provably never reached Mistral).
+CONNECT_RETRIES = 3
+
+
+class MistralClient(Mistral):
+    """The SDK's client on an HTTP client of the bot's own, closed with it."""
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        http = self.sdk_configuration.async_client
+        await super().__aexit__(*exc_info)  # type: ignore[no-untyped-call]
+        if http is not None:
+            await http.aclose()
+
+
+def make_client(settings: Settings) -> MistralClient:
+    """The Mistral client: a timeout per request; reads (GET) retried on 429, 5xx and dropped
+    connections for ``MISTRAL_RETRY_FOR_MS``; every request retried when its connection
+    could not be opened. What a run sends (POST: a conversation's start, an append) follows
+    :data:`SENT_ONCE` instead, since it is not idempotent."""
     budget_ms = settings.mistral_retry_for_ms
-    retries = RetryConfig(
-        "backoff",
-        BackoffStrategy(
-            initial_interval=min(500, budget_ms // 4 or 1),
-            max_interval=8_000,
-            exponent=2.0,
-            max_elapsed_time=budget_ms,
-        ),
-        retry_connection_errors=True,
+    retries = RetryConfig("backoff", _backoff(budget_ms), retry_connection_errors=True)
+    http = httpx2.AsyncClient(
+        follow_redirects=True, transport=httpx2.AsyncHTTPTransport(retries=CONNECT_RETRIES)
     )
-    return Mistral(
+    return MistralClient(
         api_key=settings.mistral_api_key or "",
         server_url=settings.mistral_server_url,
         timeout_ms=settings.mistral_timeout_ms,
+        async_client=http,
         retry_config=retries if budget_ms > 0 else RetryConfig("none", retries.backoff, False),
+    )
+
+
+def _backoff(budget_ms: int) -> BackoffStrategy:
+    return BackoffStrategy(
+        initial_interval=min(500, budget_ms // 4 or 1),
+        max_interval=8_000,
+        exponent=2.0,
+        max_elapsed_time=budget_ms,
+    )
+
+
+def sent_once(budget_ms: int) -> RetryConfig:
+    """Retries for what a run POSTs. An append is not idempotent: sent twice, it would add
+    the user's turn, a function result or a tool confirmation twice (a connector could run
+    twice). So only a 429 (Mistral refused it: nothing was applied) is retried by the SDK;
+    a connection that could not be opened is retried below it (CONNECT_RETRIES). A read
+    timeout, a dropped response or a 5xx may come after Mistral applied the request: it is
+    not sent again; the conversation's history tells what happened (AgentRunner.recover,
+    AgentRunner.recover_turn)."""
+    if budget_ms <= 0:
+        return RetryConfig("none", _backoff(1), False)
+    return RetryConfig(
+        "backoff", _backoff(budget_ms), retry_connection_errors=False, status_codes_override=["429"]
     )
 
 
@@ -107,9 +170,12 @@ class AgentRunner:
         *,
         metrics: Metrics,
         run_timeout_s: float = 600.0,
+        retry_for_ms: int = 0,
     ) -> None:
         self.client = client
         self.metrics = metrics
+        #: what a run sends is retried only where it provably was not applied (sent_once)
+        self.sent_once = sent_once(retry_for_ms)
         self.run_timeout_s = run_timeout_s
         self.config = config
         self.tools = tuple(tools)
@@ -164,7 +230,7 @@ class AgentRunner:
         )
         token = approving(approved)
         try:
-            return await self._run(request.conversation_id, request.responses(), deferring)
+            return await self._run(request.conversation_id, responses(request), deferring)
         finally:
             stop_approving(token)
 
@@ -176,15 +242,10 @@ class AgentRunner:
         server-side call is no longer pending confirmation. Sending it again would run an
         approved server-side call twice, or be refused.
         """
-        try:
-            history = await self.client.beta.conversations.get_history_async(
-                conversation_id=request.conversation_id
-            )
-        except (MistralError, httpx2.HTTPError) as error:
-            raise self._failure(error, None) from error
+        entries = await self._history(request.conversation_id)
         ids = {call.tool_call_id for call in request.calls}
         reached = -1
-        for index, entry in enumerate(history.entries):
+        for index, entry in enumerate(entries):
             answered = isinstance(entry, FunctionResultEntry) and entry.tool_call_id in ids
             confirmed = (
                 isinstance(entry, FunctionCallEntry)
@@ -197,14 +258,48 @@ class AgentRunner:
             return None
         texts = [
             _entry_text(entry)
-            for entry in history.entries[reached + 1 :]
+            for entry in entries[reached + 1 :]
             if isinstance(entry, MessageOutputEntry)
         ]
-        text = "\n".join(t for t in texts if t) or (
-            "The decision reached the agent, but its reply was interrupted. Send a message "
-            "in this thread to continue."
-        )
+        text = "\n".join(t for t in texts if t) or _INTERRUPTED
         return Answer(request.conversation_id, text)
+
+    async def recover_turn(self, conversation_id: str, text: str) -> Answer | None:
+        """Before sending a person's message again (its first sending failed in a way that
+        may have come after Mistral applied it, or its process died): the conversation's
+        answer if the message reached it, else None and the message must be sent.
+
+        The spec does not say which entries a lost append leaves; this reads what cannot run
+        anything twice: the message reached the conversation if the newest user input there
+        is this very text. Then it is never sent again: the answer is the messages after it,
+        or a note asking for a new message when there are none (the model's calls, if it
+        made any, were not run by the bot and are left alone)."""
+        history = await self._history(conversation_id)
+        inputs = [
+            (index, entry)
+            for index, entry in enumerate(history)
+            if isinstance(entry, MessageInputEntry) and entry.role == "user"
+        ]
+        if not inputs or _input_text(inputs[-1][1]) != text:
+            return None
+        index = inputs[-1][0]
+        texts = [_entry_text(e) for e in history[index + 1 :] if isinstance(e, MessageOutputEntry)]
+        answer = "\n".join(t for t in texts if t) or _INTERRUPTED
+        logger.warning(
+            "conversation %s already had this message; its answer is taken from the history, "
+            "nothing is sent again",
+            conversation_id,
+        )
+        return Answer(conversation_id, answer)
+
+    async def _history(self, conversation_id: str) -> list[Any]:
+        try:
+            history = await self.client.beta.conversations.get_history_async(
+                conversation_id=conversation_id
+            )
+        except (MistralError, httpx2.HTTPError) as error:
+            raise self._failure(error, conversation_id) from error
+        return list(history.entries)
 
     async def parameters_of(self, name: str) -> dict[str, Any] | None:
         """The parameter JSON schema the model sees for a local or MCP tool, if any."""
@@ -271,6 +366,7 @@ class AgentRunner:
                         run_ctx=run_ctx,
                         inputs=inputs,
                         instructions=self.config.instructions,
+                        retries=self.sent_once,
                         **await self._server_tools(deferring),
                     )
             except DeferredToolCallsException as deferred:
@@ -323,6 +419,20 @@ def mcp_tool_configuration(
         name for name in names if (deferring(name) if deferring else name in marked)
     ]
     return configuration
+
+
+#: The answer when the history shows the conversation got the input but holds no reply.
+_INTERRUPTED = (
+    "Your request reached the agent, but its reply was interrupted. Send a message in this "
+    "thread to continue."
+)
+
+
+def _input_text(entry: MessageInputEntry) -> str:
+    content = entry.content
+    if isinstance(content, str):
+        return content
+    return "".join(str(getattr(chunk, "text", "") or "") for chunk in content)
 
 
 def _entry_text(entry: MessageOutputEntry) -> str:

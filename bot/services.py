@@ -33,6 +33,7 @@ from bot.runner import AgentRunner, make_client
 from bot.server_tools import load_server_tools, marked_names
 from bot.settings import Settings
 from bot.slack.adapter import SlackChat, make_web_client
+from bot.slack.admission import Admission
 from bot.slack.app import build_bolt_app
 from bot.slack.background import Background
 from bot.store import Store
@@ -101,6 +102,7 @@ async def open_services(
         chat = SlackChat(
             make_web_client(settings.slack_bot_token or "", settings.slack_api_url, slack_session),
             metrics,
+            posts_per_s=settings.slack_posts_per_s,
         )
         preflight = Preflight(
             lambda: preflight_checks(settings, config, chat.client, mistral, client, url)
@@ -128,7 +130,15 @@ async def open_services(
         directory = Directory(store, chat, policy)
         audit = AuditLog(client, settings.audit_retention_days)
         gatekeeper = Gatekeeper(policy, policy_store, directory, audit, metrics)
-        runner = AgentRunner(mistral, config, tools, server_tools, mcp_servers, metrics=metrics)
+        runner = AgentRunner(
+            mistral,
+            config,
+            tools,
+            server_tools,
+            mcp_servers,
+            metrics=metrics,
+            retry_for_ms=settings.mistral_retry_for_ms,
+        )
         assistant = Assistant(store, runner, chat, gatekeeper, jobs, metrics)
         console = Console(store, gatekeeper)
         background = Background()
@@ -138,6 +148,12 @@ async def open_services(
             chat,
             background,
             signing_secret=settings.slack_signing_secret if verify_requests else None,
+            people=Admission(
+                org_approvers=settings.slack_org_approvers,
+                org_requesters=settings.slack_org_requesters,
+                external_approvers=settings.slack_external_approvers,
+                external_requesters=settings.slack_external_requesters,
+            ),
         )
         sweeper = Sweeper(client, assistant, settings.sweep_interval_s)
         shipper = AuditShipper(client, build_sinks(settings), metrics)

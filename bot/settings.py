@@ -62,6 +62,35 @@ class Settings(BaseSettings):
         default="https://slack.com/api/",
         description="the Slack Web API base URL (GovSlack, a proxy, or a test server)",
     )
+    slack_posts_per_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="messages posted or updated a second in one channel, after a burst of "
+        "three (Slack allows about one a second; above it, it answers 429)",
+    )
+    slack_org_approvers: bool = Field(
+        default=True,
+        description="whether people of other workspaces of the bot's Enterprise Grid "
+        "organization may decide approvals (still only where the rule names them: the "
+        "approvals channel's members, user groups, named users); an org-wide install has no "
+        "home workspace, so false there leaves only its token's own workspace",
+    )
+    slack_org_requesters: bool = Field(
+        default=True,
+        description="whether people of other workspaces of the bot's Enterprise Grid "
+        "organization may talk to the agent (DMs, @mentions)",
+    )
+    slack_external_approvers: bool = Field(
+        default=False,
+        description="whether people from other organizations (Slack Connect members of a "
+        "shared approvals channel) may decide approvals where the rule names them; false "
+        "refuses their clicks and forms with a note",
+    )
+    slack_external_requesters: bool = Field(
+        default=False,
+        description="whether people from other organizations (Slack Connect) may talk to "
+        "the agent; false answers their DMs and @mentions with a short refusal",
+    )
     mistral_api_key: str | None = Field(default=None, description="the Mistral API key")
     mistral_server_url: str | None = Field(
         default=None, description="the Mistral API base URL; Mistral's own when unset"

@@ -221,7 +221,8 @@ TAKE_MESSAGE_SCRIPT: Final = """
 -- KEYS[2]: the thread's queue
 -- ARGV[1]: now, seconds
 -- ARGV[2]: 'first' when a thread job starts (a message left in progress runs again)
--- returns {'run', message} | {'idle'} (nothing queued: the thread is idle now)
+-- returns {'again', message} (first: a message left in progress, its process died)
+--       | {'run', message} | {'idle'} (nothing queued: the thread is idle now)
 if ARGV[2] == 'first' then
   local current = redis.call('HGET', KEYS[1], 'current')
   if current then
@@ -262,11 +263,13 @@ REQUEUE_RESUME_SCRIPT: Final = """
 -- KEYS[2]: the jobs stream
 -- ARGV[1]: approval id
 -- ARGV[2]: now
--- A failed resume, retried: back to waiting, with a job. Returns 0 if it was not failed.
+-- A failed resume, retried: marked 'running', with a job, so that the retry reads the
+-- conversation's history before sending anything (the failure may have come after Mistral
+-- applied the decision: an append is not sent twice). Returns 0 if it was not failed.
 if redis.call('HGET', KEYS[1], 'resume') ~= 'failed' then
   return 0
 end
-redis.call('HSET', KEYS[1], 'resume', 'waiting')
+redis.call('HSET', KEYS[1], 'resume', 'running')
 redis.call('XADD', KEYS[2], '*', 'kind', 'resume', 'target', ARGV[1], 'at', ARGV[2])
 return 1
 """

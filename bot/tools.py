@@ -23,6 +23,7 @@ from mistralai.client.models import FunctionTool
 from mistralai.extra.run.context import RunContext
 from mistralai.extra.run.tools import create_tool_call
 
+from bot.arguments import canonical_arguments
 from bot.config import BotConfig, describe, read_yaml
 from bot.errors import ConfigError
 from bot.run_context import register_function
@@ -104,16 +105,6 @@ OUTCOME_UNKNOWN = (
 
 #: Set for the duration of one resume; read by the guarded tool wrappers.
 _approved_calls: ContextVar[ApprovedCalls | None] = ContextVar("approved_calls", default=None)
-
-
-def canonical_arguments(arguments: Mapping[str, Any] | str) -> str:
-    """One spelling of a call's arguments, to recognize the call when the SDK runs it."""
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except ValueError:
-            return str(arguments)
-    return json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def approving(calls: ApprovedCalls | None) -> Any:

@@ -253,10 +253,12 @@ def make_settings(
 ) -> Settings:
     # no audit sink unless a test wants one (the file sink would write into the cwd)
     # preflight off: its calls to Slack and Mistral would mix with the calls a test counts
+    # posts unpaced: the stand-in applies no rate limits unless a test turns them on
     values: dict[str, Any] = {
         "mistral_retry_for_ms": 0,
         "audit_sinks": "none",
         "preflight": False,
+        "slack_posts_per_s": 1000.0,
         **overrides,
     }
     return Settings(

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import aiohttp
 from slack_sdk.signature import SignatureVerifier
 
-from tests.standins.slack import SlackStandIn
+from tests.standins.slack import SlackStandIn, new_trigger_id
 
 TEAM = "T0TEAM"
 _ids = itertools.count(1)
@@ -26,7 +26,7 @@ def envelope(kind: str, user: str) -> dict[str, Any]:
         "user": {"id": user, "team_id": TEAM},
         "api_app_id": "A0APP",
         "token": "legacy",
-        "trigger_id": f"{next(_ids)}.trigger",
+        "trigger_id": new_trigger_id(),
     }
 
 
@@ -220,7 +220,7 @@ class SlackSender:
                 "api_app_id": "A0APP",
                 "is_enterprise_install": "false",
                 "response_url": response_url,
-                "trigger_id": f"{next(_ids)}.trigger",
+                "trigger_id": new_trigger_id(),
             }
         )
         return await self.post(body, "application/x-www-form-urlencoded")
@@ -325,3 +325,214 @@ class SlackSender:
                 },
             }
         )
+
+
+# -- Enterprise Grid and Slack Connect ---------------------------------------------------------
+# The shapes below are written from Slack's docs (the interactivity payloads, the Events API's
+# outer payload with ``authorizations``, the Enterprise Grid and Slack Connect guides) and from
+# bolt-python's own test bodies (its org-wide install events, its Slack Connect
+# ``view_submission`` with ``view.app_installed_team_id``).
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone a payload is sent for, with their own workspace and, on Enterprise Grid, their
+    organization (a person of another organization keeps their own team's ids)."""
+
+    user_id: str
+    team_id: str = TEAM
+    enterprise_id: str | None = None
+    domain: str = "example"
+
+    def team(self) -> dict[str, Any]:
+        """The ``team`` of an interactive payload: the person's workspace."""
+        team: dict[str, Any] = {"id": self.team_id, "domain": self.domain}
+        if self.enterprise_id:
+            team |= {"enterprise_id": self.enterprise_id, "enterprise_name": self.domain.title()}
+        return team
+
+    def user(self) -> dict[str, Any]:
+        name = self.user_id.lower()
+        return {"id": self.user_id, "username": name, "name": name, "team_id": self.team_id}
+
+    def enterprise(self) -> dict[str, Any] | None:
+        if self.enterprise_id is None:
+            return None
+        return {"id": self.enterprise_id, "name": self.domain.title()}
+
+
+@dataclass(frozen=True)
+class Install:
+    """The app's install as payloads name it (``authorizations``): its workspace, its
+    organization, and whether it is org-wide."""
+
+    team_id: str = TEAM
+    enterprise_id: str | None = None
+    is_enterprise_install: bool = False
+
+
+class PeopleSender(SlackSender):
+    """SlackSender, for people of other workspaces and organizations than the install's."""
+
+    def __init__(
+        self, base_url: str, signing_secret: str, workspace: SlackStandIn, install: Install
+    ) -> None:
+        super().__init__(base_url, signing_secret, workspace)
+        self.install = install
+
+    async def click_as(
+        self,
+        person: Person,
+        action_id: str,
+        value: str,
+        *,
+        channel: str,
+        message_ts: str,
+        block_id: str,
+    ) -> Reply:
+        """A ``block_actions`` payload for a button on a message, as Slack sends it for
+        ``person`` (the ``team``, ``user`` and ``enterprise`` are theirs)."""
+        assert self.workspace is not None
+        return await self.interaction(
+            {
+                "type": "block_actions",
+                "user": person.user(),
+                "api_app_id": "A0APP",
+                "token": "legacy",
+                "container": {
+                    "type": "message",
+                    "message_ts": message_ts,
+                    "channel_id": channel,
+                    "is_ephemeral": False,
+                },
+                "trigger_id": new_trigger_id(),
+                "team": person.team(),
+                "enterprise": person.enterprise(),
+                "is_enterprise_install": self.install.is_enterprise_install,
+                "channel": {"id": channel, "name": channel.lower()},
+                "message": {"type": "message", "ts": message_ts, "bot_id": "BBOT", "text": ""},
+                "state": {"values": {}},
+                "response_url": self.workspace.new_response_url(),
+                "actions": [
+                    {
+                        "action_id": action_id,
+                        "block_id": block_id,
+                        "text": {"type": "plain_text", "text": action_id},
+                        "value": value,
+                        "type": "button",
+                        "action_ts": str(time.time()),
+                    }
+                ],
+            }
+        )
+
+    async def submit_view_as(
+        self,
+        person: Person,
+        callback_id: str,
+        private_metadata: str,
+        *,
+        values: dict[str, dict[str, dict[str, Any]]],
+    ) -> Reply:
+        """A ``view_submission`` as Slack sends it for a modal opened from a Slack Connect
+        channel: the person's team, and the install's as ``view.app_installed_team_id``."""
+        return await self.interaction(
+            {
+                "type": "view_submission",
+                "team": person.team(),
+                "user": person.user(),
+                "api_app_id": "A0APP",
+                "token": "legacy",
+                "trigger_id": new_trigger_id(),
+                "view": {
+                    "id": "V0VIEW",
+                    "team_id": person.team_id,
+                    "type": "modal",
+                    "blocks": [],
+                    "private_metadata": private_metadata,
+                    "callback_id": callback_id,
+                    "state": {"values": values},
+                    "hash": "1664950703.CmTS8F7U",
+                    "title": {"type": "plain_text", "text": "Deny"},
+                    "close": {"type": "plain_text", "text": "Cancel"},
+                    "submit": {"type": "plain_text", "text": "Submit"},
+                    "root_view_id": "V0VIEW",
+                    "app_id": "A0APP",
+                    "external_id": "",
+                    "app_installed_team_id": self.install.team_id,
+                    "bot_id": "BBOT",
+                },
+                "response_urls": [],
+                "is_enterprise_install": self.install.is_enterprise_install,
+                "enterprise": person.enterprise(),
+            }
+        )
+
+    async def event_as(self, person: Person, event: dict[str, Any], *, ext_shared: bool) -> Reply:
+        """An Events API request for ``event`` written by ``person``: the outer ``team_id``
+        and ``authorizations`` name the install; in an externally shared channel the event
+        names the author's team as ``user_team`` (and ``source_team``)."""
+        assert self.workspace is not None
+        self.workspace.messages[(event["channel"], event["ts"])] = {
+            k: v for k, v in event.items() if k in ("user", "text", "ts", "thread_ts")
+        }
+        install = self.install
+        authorization = {
+            "enterprise_id": install.enterprise_id,
+            "team_id": None if install.is_enterprise_install else install.team_id,
+            "user_id": "UBOT",
+            "is_bot": True,
+            "is_enterprise_install": install.is_enterprise_install,
+        }
+        author = {"team": person.team_id}
+        if ext_shared:
+            author |= {"user_team": person.team_id, "source_team": person.team_id}
+        body = {
+            "token": "legacy",
+            "team_id": install.team_id,
+            "enterprise_id": install.enterprise_id,
+            "context_team_id": install.team_id,
+            "context_enterprise_id": install.enterprise_id,
+            "api_app_id": "A0APP",
+            "event": {"client_msg_id": f"msg-{event['ts']}", **event, **author},
+            "type": "event_callback",
+            "event_id": f"Ev{next(_ids):08d}",
+            "event_time": int(time.time()),
+            "authorizations": [authorization],
+            "is_ext_shared_channel": ext_shared,
+            "event_context": f"4-message-{install.team_id}-{event['channel']}",
+        }
+        return await self.post(json.dumps(body), "application/json")
+
+    async def mention_as(
+        self, person: Person, text: str, *, channel: str, ext_shared: bool
+    ) -> tuple[Reply, str]:
+        """An ``app_mention`` (the shape of Slack's ``app_mention`` reference); the reply
+        and the message's ts."""
+        ts = self.next_ts()
+        event = {
+            "type": "app_mention",
+            "user": person.user_id,
+            "text": f"<@UBOT> {text}",
+            "ts": ts,
+            "channel": channel,
+            "event_ts": ts,
+        }
+        return await self.event_as(person, event, ext_shared=ext_shared), ts
+
+    async def dm_as(
+        self, person: Person, text: str, *, channel: str, ext_shared: bool = False
+    ) -> tuple[Reply, str]:
+        """A ``message.im`` (the shape of Slack's ``message.im`` reference); the reply and
+        the message's ts."""
+        ts = self.next_ts()
+        event = {
+            "type": "message",
+            "channel": channel,
+            "user": person.user_id,
+            "text": text,
+            "ts": ts,
+            "event_ts": ts,
+            "channel_type": "im",
+        }
+        return await self.event_as(person, event, ext_shared=ext_shared), ts

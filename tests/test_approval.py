@@ -16,6 +16,7 @@ from mistralai.extra.exceptions import (
     DeferredToolCallsException,
 )
 
+from bot import deferral
 from bot.approval import (
     ApprovalRequest,
     Auto,
@@ -26,9 +27,9 @@ from bot.approval import (
     Status,
     ThreadRef,
     Vote,
-    calls_of,
     overall,
 )
+from bot.deferral import calls_of, new_request
 from bot.errors import AlreadyDecided, NotAllowed
 from bot.policy import Approvers, Gate
 
@@ -65,7 +66,7 @@ def request() -> ApprovalRequest:
     calls[1] = replace(calls[1], gate=FINANCE, parameters={"type": "object"})
     calls[2] = replace(calls[2], auto=Auto.DENY, rule="rule 3", note="No deleting.")
     calls[3] = replace(calls[3], gate=GATE)
-    return ApprovalRequest.from_deferral(
+    return new_request(
         exception,
         thread=ThreadRef("T1", "C1", "1.0"),
         requester=Requester("UREQ", "do things"),
@@ -97,7 +98,7 @@ def test_each_call_is_answered_as_decided_with_the_executed_results_first() -> N
     req = replace(req, status=overall(req.decisions), decision=Decision(Status.MIXED, "UB", 4.0))
     assert req.status is Status.MIXED
 
-    executed, *responses = req.responses()
+    executed, *responses = deferral.responses(req)
     assert executed.tool_call_id == "tc_ran"
     note, pay, delete, search, why = responses
     assert isinstance(note, DeferredToolCallConfirmation) and note.override_args is None
@@ -117,7 +118,7 @@ def test_each_call_is_answered_as_decided_with_the_executed_results_first() -> N
 
 def test_a_pending_request_has_no_responses() -> None:
     with pytest.raises(ValueError, match="not decided"):
-        request().responses()
+        deferral.responses(request())
 
 
 def test_who_may_decide_each_call() -> None:

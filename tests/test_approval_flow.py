@@ -385,11 +385,22 @@ async def test_forged_and_stale_signatures_are_refused(bot: BotUnderTest) -> Non
 
 
 @pytest.mark.parametrize("settings_overrides", [{"mistral_retry_for_ms": 3_000}])
-async def test_a_transient_mistral_failure_is_retried(bot: BotUnderTest) -> None:
-    bot.mistral.fail_next(503, count=2)
+async def test_a_rate_limited_start_is_retried_but_a_5xx_is_not_sent_twice(
+    bot: BotUnderTest,
+) -> None:
+    # a 429 means Mistral refused the request: nothing was applied, so it is sent again
+    bot.mistral.fail_next(429, count=2)
     await bot.send.message("still there?")
     await bot.slack.wait_for("chat.update", lambda a: "You said: still there?" in all_text(a))
-    assert [r.status for r in bot.mistral.requests] == [503, 503, 200]
+    assert [r.status for r in bot.mistral.requests] == [429, 429, 200]
+
+    # a 5xx may come after Mistral applied it: not sent again; the person gets Retry
+    bot.mistral.fail_next(503)
+    await bot.send.message("and now?")
+    failure = await bot.slack.wait_for("chat.update", lambda a: "could not answer" in all_text(a))
+    assert button_value(failure, "turn_retry")
+    await bot.settled()
+    assert [r.status for r in bot.mistral.requests] == [429, 429, 200, 503]
 
 
 async def test_malformed_bodies_get_400_and_change_nothing(bot: BotUnderTest) -> None:

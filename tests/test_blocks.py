@@ -399,6 +399,15 @@ def test_a_40000_character_answer_is_split_within_limits() -> None:
     assert shown == answer
 
 
+def test_no_answer_message_holds_more_block_text_than_slack_takes() -> None:
+    # Slack refuses a message whose blocks hold more than about 13 000 characters of text
+    answer = "\n\n".join("```\n" + "code " * 700 + "\n```\n" + "word " * 900 for _ in range(12))
+    messages = blocks.answer_messages(answer)
+    sizes = [sum(len(b["text"]["text"]) for b in dicts(message)) for message in messages]
+    assert max(sizes) <= blocks.MESSAGE_TEXT_BUDGET < 13_000
+    assert len(messages) >= sum(sizes) // blocks.MESSAGE_TEXT_BUDGET
+
+
 def test_a_long_paragraphed_answer_is_split_and_keeps_every_paragraph() -> None:
     answer = "\n\n".join(f"Paragraph {i}: " + "word " * 60 for i in range(150))
     assert len(answer) >= 40_000

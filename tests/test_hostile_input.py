@@ -386,9 +386,11 @@ async def test_an_event_for_another_workspace_is_ignored(
     assert FOREIGN_TEAM in caplog.text
 
 
-async def test_a_click_from_another_workspace_changes_nothing(
+async def test_a_click_from_another_workspace_changes_nothing_and_says_why(
     bot: BotUnderTest, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Its person is of another organization (see tests/test_grid_and_connect.py): refused,
+    never silently."""
     card, approval_id, before, state = await pending_card(bot)
 
     body = click_body(
@@ -402,8 +404,10 @@ async def test_a_click_from_another_workspace_changes_nothing(
     reply = await bot.send.post(body, FORM)
 
     assert reply.status == 200
+    note = await ephemeral_to(bot, MANAGER, 0)
+    assert "not decided by people from other organizations" in note["text"]
     await quiet(bot)
-    assert side_effects(bot) == before
+    assert side_effects(bot) == ([*before[0], "chat.postEphemeral"], before[1])
     assert await stored(bot, approval_id) == state
     assert agent_tools.CALLS == []
     assert FOREIGN_TEAM in caplog.text
@@ -612,8 +616,8 @@ async def test_a_40_000_character_message_reaches_the_model_and_is_answered(
     await bot.slack.wait_for("chat.update", lambda a: "You said:" in all_text(a))
     await bot.settled()
     assert [r.body["inputs"][0]["content"] for r in bot.mistral.requests if r.body] == [text]
-    answer = "".join(
-        all_text(m)
+    answer = "".join(  # its parts' blocks (each part's notification text aside)
+        all_text({"blocks": m["blocks"]})
         for m in bot.slack.messages_in("D0DM")
         if m.get("thread_ts") == ts and m["ts"] != ts  # the bot's, not the person's
     )

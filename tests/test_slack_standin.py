@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +21,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from tests.standins.slack import SlackStandIn
+from tests.standins.slack import RateLimits, SlackStandIn, new_trigger_id
 
 
 @pytest.fixture
@@ -223,7 +224,7 @@ async def test_views(slack: SlackStandIn, client: AsyncWebClient) -> None:
             }
         ],
     }
-    opened = await client.views_open(trigger_id="123.456", view=view)
+    opened = await client.views_open(trigger_id=new_trigger_id(), view=view)
     view_id = opened["view"]["id"]
     assert view_id.startswith("V")
     assert slack.calls_to("views.open")[0]["view"]["callback_id"] == "deny_reason"
@@ -245,7 +246,7 @@ async def test_invalid_view_rejected(slack: SlackStandIn, client: AsyncWebClient
         "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "x"}}],
     }
     with pytest.raises(SlackApiError) as exc:
-        await client.views_open(trigger_id="123.456", view=bad)
+        await client.views_open(trigger_id=new_trigger_id(), view=bad)
     assert exc.value.response["error"] == "invalid_arguments"
     assert any("title" in e for e in slack.errors)
     assert slack.views == {}
@@ -489,3 +490,66 @@ async def test_wait_for_response_timeout_lists_posts(slack: SlackStandIn) -> Non
     await post_json(slack.new_response_url(), {"text": "something else"})
     with pytest.raises(AssertionError, match="something else"):
         await slack.wait_for_response(lambda r: r["text"] == "wanted", timeout=0.1)
+
+
+# -- what Slack refuses: old triggers, bursts, too much text ---------------------------------
+DENY_VIEW = {
+    "type": "modal",
+    "title": {"type": "plain_text", "text": "Deny"},
+    "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "Why?"}}],
+}
+
+
+async def test_a_trigger_older_than_three_seconds_opens_nothing(
+    slack: SlackStandIn, client: AsyncWebClient
+) -> None:
+    for trigger_id, error in [
+        (new_trigger_id(time.time() - 3.5), "expired_trigger_id"),
+        ("123.456", "invalid_trigger_id"),
+        ("1.trigger", "invalid_trigger_id"),
+    ]:
+        with pytest.raises(SlackApiError) as refused:
+            await client.views_open(trigger_id=trigger_id, view=DENY_VIEW)
+        assert refused.value.response["error"] == error
+    assert slack.views == {}
+
+    opened = await client.views_open(trigger_id=new_trigger_id(time.time() - 2.5), view=DENY_VIEW)
+    assert opened["view"]["id"] in slack.views
+
+
+async def test_rate_limits_answer_429_with_retry_after(slack: SlackStandIn) -> None:
+    slack.rate_limits = RateLimits()
+    post = {"channel": "C1", "text": "hi"}
+    answers = [await raw_call(slack, "chat.postMessage", post) for _ in range(4)]
+    assert answers == [(200, "")] * 3 + [(429, "1")]  # a burst of three, then one a second
+    assert await raw_call(slack, "chat.postMessage", {**post, "channel": "C2"}) == (200, "")
+    refused = next(c for c in slack.calls if c.status == 429)
+    assert refused.response == {"ok": False, "error": "ratelimited"}
+    assert len(slack.messages) == 4  # the refused post changed nothing
+
+    # usergroups.list is Tier 2: twenty a minute
+    statuses = [(await raw_call(slack, "usergroups.list", {}))[0] for _ in range(21)]
+    assert statuses == [200] * 20 + [429]
+
+
+async def test_a_message_with_too_much_block_text_is_refused(
+    slack: SlackStandIn, client: AsyncWebClient
+) -> None:
+    section = {"type": "section", "text": {"type": "mrkdwn", "text": "x" * 2900}}
+    await client.chat_postMessage(channel="C1", text="fits", blocks=[section] * 4)
+    with pytest.raises(SlackApiError) as refused:
+        await client.chat_postMessage(channel="C1", text="too long", blocks=[section] * 5)
+    assert refused.value.response["error"] == "msg_blocks_too_long"
+    assert len(slack.messages) == 1
+    assert any("msg_blocks_too_long" in e for e in slack.errors)
+    slack.errors.clear()
+
+
+async def raw_call(slack: SlackStandIn, method: str, args: dict[str, Any]) -> tuple[int, str]:
+    """One call without a client's retries: the status and the Retry-After header."""
+    headers = {"Authorization": f"Bearer {slack.token}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(slack.api_url + method, json=args, headers=headers) as response,
+    ):
+        return response.status, response.headers.get("Retry-After", "")

@@ -14,7 +14,8 @@ from mistralai.client.models import FunctionCallEntry
 from mistralai.extra.exceptions import DeferredToolCallEntry, DeferredToolCallsException
 
 from bot import keys, stored_deferral
-from bot.approval import ApprovalRequest, Requester, ThreadRef, calls_of
+from bot.approval import ApprovalRequest, Requester, ThreadRef
+from bot.deferral import calls_of, new_request
 from bot.store import Store
 
 NOTES = "n" * 10_240
@@ -31,7 +32,7 @@ def exception(arguments: str | dict[str, Any]) -> DeferredToolCallsException:
 
 
 def request(arguments: str | dict[str, Any]) -> ApprovalRequest:
-    return ApprovalRequest.from_deferral(
+    return new_request(
         exception(arguments),
         thread=ThreadRef("T1", "D1", "1.0"),
         requester=Requester("UREQ", "book it"),

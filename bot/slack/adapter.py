@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
+import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.async_handler import HttpRequest, HttpResponse, RetryState
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -26,6 +30,64 @@ from bot.slack.failures import fix_for, is_permanent
 
 logger = logging.getLogger(__name__)
 
+#: Methods that post to a channel, paced per channel by ``ChannelPacer`` (Slack allows about
+#: one message a second in a channel, with short bursts). Their 429s are retried by
+#: ``SlackChat`` itself, as long as ``RATE_LIMITED_PATIENCE_S``: a 429 means Slack posted
+#: nothing, so trying again cannot post twice.
+PACED_METHODS: Final = frozenset({"chat.postMessage", "chat.update"})
+#: How long a post refused with 429 again and again is tried before it fails (then the
+#: sweeper posts a card again later, and a person is told about any other message).
+RATE_LIMITED_PATIENCE_S: Final = 600.0
+#: Posts to one channel that go at once before the pace applies (Slack's "short bursts").
+POST_BURST: Final = 3
+
+
+class _UnpacedRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
+    """slack_sdk's 429 handler (bounded, honouring Retry-After) for every method but the
+    paced ones, which ``SlackChat`` retries itself, in their channel's turn."""
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        method = request.url.rstrip("/").rsplit("/", 1)[-1]
+        return method not in PACED_METHODS and await super()._can_retry_async(
+            state=state, request=request, response=response, error=error
+        )
+
+
+class ChannelPacer:
+    """Spaces the posts to each channel ``1 / per_s`` seconds apart, after a burst of
+    ``burst``, in the order they come (a reserved turn each: a generic cell rate algorithm).
+    A 429 holds the channel for its ``Retry-After``. Only posts wait here: clicks are
+    answered before anything is posted."""
+
+    def __init__(self, per_s: float, burst: int = POST_BURST) -> None:
+        self.interval_s = 1 / per_s
+        self.tolerance_s = (burst - 1) * self.interval_s
+        #: channel -> when its next post is theoretically due (monotonic seconds)
+        self._due: dict[str, float] = {}
+
+    async def turn(self, channel: str) -> None:
+        """Wait for this post's turn in ``channel``."""
+        now = time.monotonic()
+        due = max(self._due.get(channel, now), now)
+        self._due[channel] = due + self.interval_s
+        if len(self._due) > 1000:  # channels idle for a while need no entry
+            self._due = {c: d for c, d in self._due.items() if d > now}
+        wait_s = due - self.tolerance_s - now
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+
+    def hold(self, channel: str, seconds: float) -> None:
+        """Slack refused a post to ``channel`` for ``seconds``: later turns start after."""
+        now = time.monotonic()
+        self._due[channel] = max(self._due.get(channel, now), now + seconds + self.tolerance_s)
+
 
 def make_web_client(
     token: str, base_url: str, session: aiohttp.ClientSession | None = None
@@ -40,7 +102,7 @@ def make_web_client(
         base_url=base_url if base_url.endswith("/") else base_url + "/",
         timeout=15,
         retry_handlers=[
-            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+            _UnpacedRateLimitRetryHandler(max_retry_count=3),
             AsyncServerErrorRetryHandler(max_retry_count=2),
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
         ],
@@ -53,21 +115,38 @@ _NO_EPHEMERAL = frozenset(
 )
 
 
+def _retry_after_s(response: AsyncSlackResponse) -> float:
+    """Slack's Retry-After (whole seconds; 1 when missing), and a jitter so that the posts
+    it refused do not all come back at once."""
+    value = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), "1")
+    try:
+        seconds = float(value[0] if isinstance(value, list) else value)
+    except (TypeError, ValueError):
+        seconds = 1.0
+    return max(seconds, 0.0) + random.random() * 0.1
+
+
 def _dicts(items: Sequence[Block]) -> list[dict[str, Any]]:
     return [item.to_dict() for item in items]
 
 
 class SlackChat:
-    """Implements ``bot.chat.Chat`` with the Slack Web API."""
+    """Implements ``bot.chat.Chat`` with the Slack Web API. Posts and updates are paced per
+    channel (``posts_per_s``, see ``ChannelPacer``) and their 429s retried in turn."""
 
-    def __init__(self, client: AsyncWebClient, metrics: Metrics) -> None:
+    def __init__(
+        self, client: AsyncWebClient, metrics: Metrics, *, posts_per_s: float = 1.0
+    ) -> None:
         self.client = client
         self.metrics = metrics
+        self.pacer = ChannelPacer(posts_per_s)
 
     async def _call(self, method: str, **args: Any) -> AsyncSlackResponse:
         """Every Web API call passes here: a failure becomes an UpstreamError, counted."""
         try:
             api = getattr(self.client, method.replace(".", "_"))
+            if method in PACED_METHODS:
+                return await self._paced(method, api, args)
             response: AsyncSlackResponse = await api(**args)
             return response
         except SlackApiError as error:
@@ -83,6 +162,23 @@ class SlackChat:
         except (aiohttp.ClientError, TimeoutError) as error:
             failure = UpstreamError("slack", f"{method} failed: {error!r}")
             raise self.metrics.upstream_failed(failure) from error
+
+    async def _paced(self, method: str, api: Any, args: dict[str, Any]) -> AsyncSlackResponse:
+        """A post in its channel's turn; a 429 (Slack posted nothing) holds the channel for
+        its Retry-After and the post takes a new turn, for ``RATE_LIMITED_PATIENCE_S``."""
+        channel = str(args.get("channel"))
+        give_up_at = time.monotonic() + RATE_LIMITED_PATIENCE_S
+        while True:
+            await self.pacer.turn(channel)
+            try:
+                response: AsyncSlackResponse = await api(**args)
+                return response
+            except SlackApiError as error:
+                if error.response.status_code != 429 or time.monotonic() > give_up_at:
+                    raise
+                retry_after = _retry_after_s(error.response)
+            logger.info("%s to %s rate limited; again in %.1f s", method, channel, retry_after)
+            self.pacer.hold(channel, retry_after)
 
     async def _post(
         self,

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.response import BoltResponse
 
 from bot.assistant import Assistant
 from bot.console import Console
-from bot.slack import listeners
+from bot.slack import admission, listeners
 from bot.slack.adapter import SlackChat
+from bot.slack.admission import Admission
 from bot.slack.background import Background
 
 logger = logging.getLogger(__name__)
@@ -26,8 +25,11 @@ def build_bolt_app(
     background: Background,
     *,
     signing_secret: str | None,
+    people: Admission | None = None,
 ) -> AsyncApp:
-    """The Bolt app. ``signing_secret=None`` (Socket Mode) turns request signing off."""
+    """The Bolt app. ``signing_secret=None`` (Socket Mode) turns request signing off;
+    ``people``: whom the bot serves beyond its install's workspace (the defaults of the
+    settings when not given)."""
     app = AsyncApp(
         client=chat.client,
         signing_secret=signing_secret or "",
@@ -50,27 +52,6 @@ def build_bolt_app(
         )
         return BoltResponse(status=500, body="")
 
-    @app.middleware
-    async def same_workspace(
-        context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
-    ) -> BoltResponse | None:
-        """A signed request about another workspace than the token's is ignored (answered
-        200, so that Slack does not send it again); it changes nothing."""
-        installed = context.authorize_result.team_id if context.authorize_result else None
-        if (
-            installed
-            and context.team_id
-            and context.team_id != installed
-            and not context.is_enterprise_install
-        ):
-            logger.warning(
-                "ignoring a request for workspace %s; this bot serves %s",
-                context.team_id,
-                installed,
-            )
-            return BoltResponse(status=200, body="")
-        await next()
-        return None
-
+    admission.register(app, chat, background, people or Admission())
     listeners.register(app, assistant, console, chat, background)
     return app

@@ -3,7 +3,7 @@
 Everything that came from the model, from tool arguments or from a person's message is
 escaped (``mrkdwn.escape``) and shown with ``verbatim`` text, so it cannot mention anyone or
 forge a link. Builders keep within Block Kit's limits: 50 blocks a message, 100 a modal,
-3000 characters a section.
+3000 characters a section, and about 13 000 characters of text in a message's blocks.
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ DENY_REASON_INPUT: Final = "reason"
 MAX_MESSAGE_BLOCKS: Final = 50
 MAX_MODAL_BLOCKS: Final = 100
 SECTION_LIMIT: Final = 3000
+#: Characters of text in one message's blocks, all together. Slack refuses more than about
+#: 13 000 (``msg_blocks_too_long``: undocumented, observed), whatever the blocks' count.
+MESSAGE_TEXT_BUDGET: Final = 12_000
 FIELD_LIMIT: Final = 2000  # one of a section's fields
 #: Room left in a section for the code fence and escaping growth.
 _CODE_ROOM: Final = SECTION_LIMIT - 100
@@ -92,13 +95,21 @@ def truncate(text: str, limit: int) -> tuple[str, bool]:
 
 # -- answers -----------------------------------------------------------------------------------
 def answer_messages(markdown: str) -> list[list[Block]]:
-    """The model's answer as one or more messages of sections, each within Block Kit limits."""
-    text = markdown_to_mrkdwn(markdown) or "_(the model returned no text)_"
-    chunks = split_mrkdwn(text, SECTION_LIMIT)
-    return [
-        [section(chunk) for chunk in chunks[start : start + MAX_MESSAGE_BLOCKS]]
-        for start in range(0, len(chunks), MAX_MESSAGE_BLOCKS)
-    ]
+    """The model's answer as one or more messages of sections, in order, each within Slack's
+    limits: 50 blocks, 3000 characters a section, and ``MESSAGE_TEXT_BUDGET`` in all."""
+    empty = "_(the model returned no text)_"
+    chunks = split_mrkdwn(markdown_to_mrkdwn(markdown), SECTION_LIMIT) or [empty]
+    messages: list[list[Block]] = [[]]
+    size = 0
+    for chunk in chunks:
+        if messages[-1] and (
+            len(messages[-1]) == MAX_MESSAGE_BLOCKS or size + len(chunk) > MESSAGE_TEXT_BUDGET
+        ):
+            messages.append([])
+            size = 0
+        messages[-1].append(section(chunk))
+        size += len(chunk)
+    return messages
 
 
 def failure_blocks(problem: str, retry_turn_id: str | None) -> list[Block]:

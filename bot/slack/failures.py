@@ -1,7 +1,8 @@
 """Slack's Web API errors, sorted by what the bot does about them.
 
 Transient failures (HTTP 429 with ``Retry-After``, 5xx, timeouts, dropped connections) are
-retried by slack_sdk's retry handlers (bot.slack.adapter). The errors below are permanent:
+retried by slack_sdk's retry handlers, and posts' 429s in their channel's turn
+(bot.slack.adapter). The errors below are permanent:
 sending the same request again cannot succeed until a person changes something, so they
 are never retried on a timer; they are reported once, to the person affected, in the log and
 metrics (``approval_bot_slack_permanent_errors_total``), and on ``/readyz``.

@@ -489,6 +489,7 @@ class MistralStandIn:
         self.server_runs: list[tuple[str, str, str]] = []
         self._agent_versions: dict[str, dict[int, dict[str, Any]]] = {}
         self._faults: list[_Fault] = []
+        self._lose_responses = 0
         self._delays: list[float] = []
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -550,6 +551,13 @@ class MistralStandIn:
         ``{"message": ...}`` otherwise). Conversation and agent state is left untouched.
         """
         self._faults.extend(_Fault(status, body) for _ in range(count))
+
+    def lose_next_response(self, count: int = 1) -> None:
+        """Apply the next ``count`` POSTs to a conversation (start or append), then lose
+        their answers: the client gets a 502 from "a gateway" after the state changed, as
+        when a proxy times out on a slow reply. Whether the request was applied is then
+        unknowable to the client, except by reading the conversation's history."""
+        self._lose_responses += count
 
     def delay_next(self, seconds: float, count: int = 1) -> None:
         """Sleep ``seconds`` before answering the next ``count`` requests.
@@ -739,6 +747,11 @@ class MistralStandIn:
             return web.json_response({"message": problem}, status=500)
         if reply.commit is not None:
             reply.commit()
+            lost = method == "post" and path.startswith("/v1/conversations")
+            if lost and reply.status == 200 and self._lose_responses > 0:
+                self._lose_responses -= 1
+                gateway = {"message": "upstream request timeout", "type": "bad_gateway"}
+                return web.json_response(gateway, status=502)
         return web.json_response(reply.body, status=reply.status)
 
     async def _sleep(self, seconds: float) -> None:

@@ -29,8 +29,10 @@ import binascii
 import copy
 import itertools
 import json
+import math
 import re
 import secrets
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -43,7 +45,7 @@ from aiohttp import web
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-__all__ = ["SlackCall", "SlackStandIn"]
+__all__ = ["RateLimits", "SlackCall", "SlackStandIn", "new_trigger_id"]
 
 JSON = dict[str, Any]
 Predicate = Callable[[JSON], bool]
@@ -54,6 +56,33 @@ MAX_VIEW_BLOCKS = 100
 MAX_TEXT_CHARS = 40_000
 MAX_SECTION_TEXT_CHARS = 3000
 MAX_SECTION_FIELD_CHARS = 2000
+#: All the text of a message's blocks together: Slack answers ``msg_blocks_too_long`` above
+#: about 13 000 characters (undocumented; observed, see slackapi/bolt-js#2509 and #2867).
+MAX_BLOCKS_TEXT_CHARS = 13_000
+#: How long a ``trigger_id`` opens a modal after the interaction that carried it.
+TRIGGER_TTL_S = 3.0
+#: Calls a minute per method and workspace, by Slack's rate limit tier.
+TIER_PER_MINUTE = {1: 1, 2: 20, 3: 50, 4: 100}
+#: Each method's tier (Slack's method reference). ``chat.postMessage`` has its own limit, per
+#: channel (``RateLimits``); the "special" ones (``auth.test``, ``chat.getPermalink``) are
+#: not limited here.
+METHOD_TIERS = {
+    "apps.connections.open": 1,
+    "usergroups.list": 2,
+    "usergroups.users.list": 2,
+    "reactions.remove": 2,
+    "chat.update": 3,
+    "conversations.info": 3,
+    "conversations.join": 3,
+    "reactions.add": 3,
+    "chat.postEphemeral": 4,
+    "conversations.members": 4,
+    "users.info": 4,
+    "views.open": 4,
+    "views.push": 4,
+    "views.update": 4,
+    "views.publish": 4,
+}
 
 # Arguments that slack_sdk (or a form-encoding client) may send as a JSON string.
 _JSON_ARGS = ("blocks", "view", "attachments", "metadata")
@@ -92,6 +121,60 @@ _CHANNEL_READ_SCOPES = {"C": "channels:read", "G": "groups:read", "D": "im:read"
 
 def _always(_args: JSON) -> bool:
     return True
+
+
+_trigger_seq = itertools.count(1)
+
+
+def new_trigger_id(issued_at: float | None = None) -> str:
+    """A trigger id shaped like Slack's (``12345.98765.abcd…``): ``<seq>.<issued, epoch
+    ms>.<hex>``; ``views.open`` refuses it ``TRIGGER_TTL_S`` seconds after ``issued_at``."""
+    issued = time.time() if issued_at is None else issued_at
+    return f"{next(_trigger_seq)}.{int(issued * 1000)}.{secrets.token_hex(16)}"
+
+
+def _trigger_issued_at(trigger_id: str) -> float | None:
+    """When a trigger of ``new_trigger_id`` was issued (epoch seconds); None if it is not one."""
+    match = re.fullmatch(r"\d+\.(\d{13})\.[0-9a-f]+", trigger_id)
+    return int(match[1]) / 1000 if match else None
+
+
+@dataclass
+class RateLimits:
+    """Slack's rate limits, applied when ``SlackStandIn.rate_limits`` is set: per method
+    (``TIER_PER_MINUTE`` by ``METHOD_TIERS``, bursts of up to a minute's calls) and, for
+    ``chat.postMessage``, per channel (``posts_per_s``, bursts of ``post_burst``). Beyond
+    them a call is answered HTTP 429 ``ratelimited`` with ``Retry-After`` (whole seconds, at
+    least 1, as Slack sends it) and changes nothing.
+
+    ``speed`` multiplies every rate, not the bursts (1: Slack's own: about one message a
+    second in a channel); a test that posts hundreds of messages runs faster with the same
+    shape of limits."""
+
+    speed: float = 1.0
+    posts_per_s: float = 1.0
+    post_burst: int = 3
+
+
+@dataclass
+class _Bucket:
+    """A token bucket: ``capacity`` calls at once, refilled at ``per_s``."""
+
+    capacity: float
+    per_s: float
+    tokens: float = -1.0
+    updated: float = 0.0
+
+    def take(self, now: float) -> float:
+        """0 if a call may go now (and count it), else the seconds until one may."""
+        if self.tokens < 0:
+            self.tokens, self.updated = self.capacity, now
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.per_s)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.per_s
 
 
 @dataclass
@@ -147,6 +230,7 @@ class SlackStandIn:
       a group without an entry gets its id lowercased).
     * ``channels``: channel id -> fields overlaid on the default ``conversations.info``.
     * ``socket_url``: the URL ``apps.connections.open`` hands out (None -> error).
+    * ``enterprise_id`` / ``is_enterprise_install``: an Enterprise Grid install (``auth.test``).
     * ``scopes``: the scopes granted to the bot token (default: ``manifest.yml``'s), sent in
       the ``x-oauth-scopes`` header of every answer to it, as Slack does; a method whose
       scope is not granted answers ``missing_scope``. None: no header, no scope checks.
@@ -156,6 +240,15 @@ class SlackStandIn:
       ``user_not_found`` (deleted, or never existed). A private channel (``is_private``)
       whose ``is_member`` is false also answers ``channel_not_found`` to
       ``conversations.info``: Slack hides private channels from non-members.
+    * ``rate_limits``: None (the default: ordinary tests burst freely), or the
+      ``RateLimits`` to apply, answering 429 with ``Retry-After`` beyond them.
+    * ``slowness``: method -> seconds every call to it takes before it is answered.
+
+    Like Slack, ``views.open``/``views.push`` refuse a trigger id older than
+    ``TRIGGER_TTL_S`` (``expired_trigger_id``) or not issued by ``new_trigger_id``
+    (``invalid_trigger_id``); a message whose blocks hold more than ``MAX_BLOCKS_TEXT_CHARS``
+    characters of text in all is refused ``msg_blocks_too_long``, besides Block Kit's
+    50 blocks, 3000 characters a section, and 40 000 characters of ``text``.
 
     Recorded state: ``calls``, ``errors``, ``messages`` ((channel, ts) -> current message),
     ``views`` (view id -> current view), ``home_views`` (user id -> view id) and
@@ -185,6 +278,10 @@ class SlackStandIn:
         self.team = team
         self.workspace_url = workspace_url if workspace_url.endswith("/") else workspace_url + "/"
         self.socket_url = socket_url
+        #: the Enterprise Grid organization of the token (``auth.test``'s ``enterprise_id``),
+        #: and whether the install is org-wide; None: a workspace outside any organization
+        self.enterprise_id: str | None = None
+        self.is_enterprise_install = False
 
         self.members: dict[str, list[str]] = {}
         self.users: dict[str, JSON] = {}
@@ -207,6 +304,8 @@ class SlackStandIn:
         self._faults: dict[str, list[_Fault]] = {}
         #: method -> seconds every call to it takes before it is answered (a slow Slack)
         self.slowness: dict[str, float] = {}
+        self.rate_limits: RateLimits | None = None
+        self._buckets: dict[str, _Bucket] = {}
         self._ts_counter = itertools.count(1)
         self._id_counter = itertools.count(1)
         self._cond = asyncio.Condition()
@@ -484,6 +583,10 @@ class SlackStandIn:
         fault = self._take_fault(method)
         if fault is not None:
             return self._fault_response(fault, headers)
+        wait_s = self._rate_limited(method, args)
+        if wait_s:
+            headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
+            return 429, {"ok": False, "error": "ratelimited"}
         handler = self._handlers.get(method)
         if handler is None:
             self.errors.append(f"{method}: unknown_method (not implemented by the Slack stand-in)")
@@ -567,6 +670,22 @@ class SlackStandIn:
             error = fault.error or "fatal_error"
         return fault.status, {"ok": False, "error": error}
 
+    def _rate_limited(self, method: str, args: JSON) -> float:
+        """0 when the call is within ``rate_limits`` (and counts), else the seconds to wait."""
+        limits = self.rate_limits
+        if limits is None:
+            return 0.0
+        if method == "chat.postMessage":
+            key = f"{method} {args.get('channel')}"
+            capacity, per_s = limits.post_burst, limits.posts_per_s * limits.speed
+        elif method in METHOD_TIERS:
+            key, per_minute = method, TIER_PER_MINUTE[METHOD_TIERS[method]]
+            capacity, per_s = per_minute, per_minute / 60 * limits.speed
+        else:
+            return 0.0
+        bucket = self._buckets.setdefault(key, _Bucket(capacity, per_s))
+        return bucket.take(time.monotonic())
+
     def _check_token(self, method: str, token: str | None) -> str | None:
         if not token:
             return "not_authed"
@@ -612,6 +731,10 @@ class SlackStandIn:
             if problems:
                 code = "invalid_blocks_format" if not isinstance(args["blocks"], list) else None
                 raise self._reject(method, code or "invalid_blocks", problems)
+            chars = sum(len(block_text) for block_text in _texts_in(args["blocks"]))
+            if method in _MESSAGE_METHODS and chars > MAX_BLOCKS_TEXT_CHARS:
+                problem = f"the blocks hold {chars} characters of text, max {MAX_BLOCKS_TEXT_CHARS}"
+                raise self._reject(method, "msg_blocks_too_long", [problem])
         self._check_mass_mentions(method, args)
 
     def _check_mass_mentions(self, method: str, args: JSON) -> None:
@@ -653,7 +776,8 @@ class SlackStandIn:
             "team_id": self.team_id,
             "user_id": self.bot_user_id,
             "bot_id": self.bot_id,
-            "is_enterprise_install": False,
+            "is_enterprise_install": self.is_enterprise_install,
+            **({"enterprise_id": self.enterprise_id} if self.enterprise_id else {}),
         }
 
     @staticmethod
@@ -784,8 +908,15 @@ class SlackStandIn:
         return next((v for v in self.views.values() if v["external_id"] == external_id), None)
 
     def _views_open(self, args: JSON) -> JSON:
-        if not args.get("trigger_id") and not args.get("interactivity_pointer"):
+        trigger_id = args.get("trigger_id")
+        if not trigger_id and not args.get("interactivity_pointer"):
             raise _ApiError("invalid_arguments", errors=["missing trigger_id"])
+        if trigger_id:
+            issued_at = _trigger_issued_at(str(trigger_id))
+            if issued_at is None:
+                raise _ApiError("invalid_trigger_id")
+            if time.time() - issued_at > TRIGGER_TTL_S:
+                raise _ApiError("expired_trigger_id")
         view = self._validate_view("views.open", args.get("view"))
         if self._find_external(view.get("external_id")) is not None:
             raise _ApiError("duplicate_external_id")
@@ -1179,6 +1310,14 @@ def _validate_view_object(view: JSON) -> list[str]:
         if has_input and not view.get("submit"):
             problems.append("modal with input blocks requires submit [json-pointer:/view/submit]")
     return problems
+
+
+def _texts_in(value: Any) -> Iterator[str]:
+    """Every ``text`` string in ``value`` (a message's blocks): what Slack counts toward
+    ``msg_blocks_too_long``."""
+    for d, _ in _iter_dicts(value, ""):
+        if isinstance(d.get("text"), str):
+            yield d["text"]
 
 
 def _mentions_in(text: str, pointer: str) -> list[str]:
