@@ -32,13 +32,13 @@ from bench import measure
 from bench.measure import Load, approve_body, card_id, create_pending, run_load, summary
 from bench.report import markdown
 from bench.stack import APPROVALS, MANAGER, Stack, running
-from bot import keys
-from bot.approval import new_approval_id
-from bot.config import load_config
-from bot.services import open_services
-from bot.settings import Settings
-from bot.store import Store
-from bot.tools import load_tools
+from bot.core.approval import new_approval_id
+from bot.core.config import load_config
+from bot.mistral.tools import load_tools
+from bot.ops.services import open_services
+from bot.ops.settings import Settings
+from bot.storage import keys
+from bot.storage.store import Store
 from tests.processes import wait_until
 
 TEN_KB = 10 * 1024

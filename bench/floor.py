@@ -16,7 +16,7 @@ import redis.asyncio as redis
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
-from bot import keys
+from bot.storage import keys
 
 CLIENT = web.AppKey("client", redis.Redis)
 VERIFIER = web.AppKey("verifier", SignatureVerifier)

@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from bench.stack import APPROVALS, DM, MANAGER, REQUESTER, Stack, cards
-from bot import keys
 from bot.slack import blocks
+from bot.storage import keys
 from tests.conftest import all_text, button_block
 from tests.processes import ROOT, wait_until
 from tests.slack_sender import button_actions

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from bot.redis_server import free_port, redis_server_command
+from bot.storage.embedded_redis import free_port, redis_server_command
 from tests.processes import ROOT, BotProcess, Fleet, RedisProcess, wait_until
 from tests.slack_sender import SlackSender
 from tests.standins.mistral import Entry, MistralStandIn, ModelTurn, function_call, message

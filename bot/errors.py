@@ -10,7 +10,7 @@ Every exception the bot raises on purpose derives from :class:`BotError`::
     │   ├── AlreadyDecided     somebody decided first
     │   ├── StaleCard          the arguments were edited after the person looked
     │   └── EditRefused        edited arguments fall under another rule, or a deny
-    ├── NotEditable            a call's arguments cannot be edited in a form (bot.editing)
+    ├── NotEditable            a call's arguments cannot be edited in a form (bot.core.editing)
     └── UpstreamError          Mistral, Slack or Redis failed; the state is kept and retryable
 """
 
@@ -64,7 +64,7 @@ class NotAllowed(ApprovalError):
     def __init__(self, approval_id: str, user_id: str, reason: str, approvers: Any = None) -> None:
         self.user_id = user_id
         self.reason = reason
-        #: who may decide instead (a ``bot.policy.Gate``), when that is the reason
+        #: who may decide instead (a ``bot.core.policy.Gate``), when that is the reason
         self.approvers = approvers
         super().__init__(approval_id, reason)
 

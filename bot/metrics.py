@@ -16,7 +16,7 @@ from typing import Final, Literal
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from bot.errors import UpstreamError
-from bot.store import Backlog
+from bot.storage.store import Backlog
 
 #: The ``outcome`` label of ``approval_bot_requests_total``, counted per call decided.
 RequestOutcome = Literal["approved", "denied", "expired", "auto_allowed", "auto_denied"]

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from bot.approval import ApprovalRequest, CallDecision, Decision, Status, ToolCall, Vote
-from bot.policy import Gate
+from bot.core.approval import ApprovalRequest, CallDecision, Decision, Status, ToolCall, Vote
+from bot.core.policy import Gate
 
 _UNSET: Any = object()
 

@@ -17,13 +17,14 @@ import redis
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from bot import keys, logs
-from bot.config import load_config
-from bot.redis_server import free_port, redis_server_command
-from bot.server import SERVICES, build_web_app
-from bot.services import Services, open_services
-from bot.settings import Settings
-from bot.tools import load_tools
+from bot import logs
+from bot.core.config import load_config
+from bot.mistral.tools import load_tools
+from bot.ops.http_server import SERVICES, build_web_app
+from bot.ops.services import Services, open_services
+from bot.ops.settings import Settings
+from bot.storage import keys
+from bot.storage.embedded_redis import free_port, redis_server_command
 from tests import agent_tools
 from tests.slack_sender import SlackSender
 from tests.standins.mistral import MistralStandIn

@@ -23,8 +23,8 @@ import aiohttp
 import redis
 import redis.asyncio as aioredis
 
-from bot.redis_server import free_port, redis_server_command
-from bot.settings import Settings
+from bot.ops.settings import Settings
+from bot.storage.embedded_redis import free_port, redis_server_command
 from tests.slack_sender import SlackSender
 from tests.standins.slack import SlackStandIn
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from bot.redis_server import find_redis_server, free_port, redis_server_command
+from bot.storage.embedded_redis import find_redis_server, free_port, redis_server_command
 
 NODES = 3
 #: A cluster node also listens on its port + 10000, for the other nodes.

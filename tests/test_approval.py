@@ -16,8 +16,7 @@ from mistralai.extra.exceptions import (
     DeferredToolCallsException,
 )
 
-from bot import deferral
-from bot.approval import (
+from bot.core.approval import (
     ApprovalRequest,
     Auto,
     CallDecision,
@@ -29,9 +28,11 @@ from bot.approval import (
     Vote,
     overall,
 )
-from bot.deferral import calls_of, new_request
+from bot.core.policy import Approvers, Gate
 from bot.errors import AlreadyDecided, NotAllowed
-from bot.policy import Approvers, Gate
+from bot.mistral import deferral
+from bot.mistral.deferral import calls_of, new_request
+from bot.storage import record
 
 GATE = Gate((Approvers(channel="C0APPROVALS"),))
 FINANCE = Gate((Approvers(usergroups=("S0FIN",)),), quorum=2, allow_edit=True)
@@ -160,7 +161,7 @@ def test_a_request_round_trips_through_json_with_gates_edits_and_schemas() -> No
         ]
     )
     req = replace(req, revision=3)
-    back = ApprovalRequest.from_json(req.to_json())
+    back = record.decode(record.encode(req))
     assert back == req
     assert back.calls[1].parameters == {"type": "object"}
     assert back.calls[1].gate == FINANCE

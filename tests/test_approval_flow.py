@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from bot import keys
-from bot.tools import OUTCOME_UNKNOWN
+from bot.mistral.tools import OUTCOME_UNKNOWN
+from bot.storage import keys
 from tests import agent_tools
 from tests.conftest import (
     APPROVALS,

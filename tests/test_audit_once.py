@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot import keys
+from bot.storage import keys
 from tests.conftest import APPROVALS, MANAGER, BotUnderTest, all_text
 
 CONFIG = f"""\

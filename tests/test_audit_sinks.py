@@ -20,14 +20,14 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot import keys
-from bot.audit_shipper import AuditShipper
-from bot.audit_sinks import SIGNATURE_HEADER, FileSink
-from bot.cli import main
 from bot.errors import ConfigError
 from bot.metrics import Metrics
-from bot.redis_server import free_port
-from bot.settings import load_settings
+from bot.ops.cli import main
+from bot.ops.settings import load_settings
+from bot.storage import keys
+from bot.storage.audit_shipper import AuditShipper
+from bot.storage.audit_sinks import SIGNATURE_HEADER, FileSink
+from bot.storage.embedded_redis import free_port
 from tests.conftest import MANAGER, BotUnderTest, all_text
 
 SECRET = "webhook-secret"

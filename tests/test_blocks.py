@@ -16,7 +16,7 @@ import pytest
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from bot.approval import (
+from bot.core.approval import (
     ApprovalRequest,
     Auto,
     CallDecision,
@@ -30,8 +30,8 @@ from bot.approval import (
     ToolCall,
     Vote,
 )
-from bot.policy import Approvers, Gate
-from bot.slack import blocks
+from bot.core.policy import Approvers, Gate
+from bot.slack import blocks, modals, thread_notes
 from tests.approvals import build, outcome
 from tests.conftest import all_text
 
@@ -133,12 +133,12 @@ def code_contents(text: str) -> list[str]:
 def all_builders(req: ApprovalRequest) -> list[tuple[str, list[Block] | View]]:
     return [
         ("approval_card", blocks.approval_card(req)),
-        ("arguments_modal", blocks.arguments_modal(req)),
-        ("deny_modal", blocks.deny_modal(req, req.asked, None)),
-        ("deny_call_modal", blocks.deny_modal(req, req.asked[:1], 0)),
-        ("decided", blocks.decided_note(req)[1]),
-        ("awaiting", [blocks.section(blocks.awaiting_text(req, "https://x.slack.com/p1"))]),
-        ("resume_failed", blocks.resume_failed_blocks(req, "The model service failed.")),
+        ("arguments_modal", modals.arguments_modal(req)),
+        ("deny_modal", modals.deny_modal(req, req.asked, None)),
+        ("deny_call_modal", modals.deny_modal(req, req.asked[:1], 0)),
+        ("decided", thread_notes.decided_note(req)[1]),
+        ("awaiting", [blocks.section(thread_notes.awaiting_text(req, "https://x.slack.com/p1"))]),
+        ("resume_failed", thread_notes.resume_failed_blocks(req, "The model service failed.")),
     ]
 
 
@@ -172,10 +172,10 @@ def test_every_builder_stays_within_block_kit_limits(shape: str, status: Status)
     req = request(*SHAPES[shape], text="x" * 280, **changes)
     for name, message in all_builders(req):
         assert dicts(message), name
-    for message_blocks in blocks.answer_messages("An answer."):
+    for message_blocks in thread_notes.answer_messages("An answer."):
         dicts(message_blocks)
-    dicts(blocks.failure_blocks("The model service (Mistral) failed (HTTP 503).", "turn_1"))
-    dicts(blocks.failure_blocks("Slack failed.", None))
+    dicts(thread_notes.failure_blocks("The model service (Mistral) failed (HTTP 503).", "turn_1"))
+    dicts(thread_notes.failure_blocks("Slack failed.", None))
 
 
 @pytest.mark.parametrize("shape", ["10 calls of &<>", "60 calls of &<>"])
@@ -242,7 +242,7 @@ def test_failed_resume_shows_retry() -> None:
     assert found["Retry"]["action_id"] == blocks.RETRY_RESUME
     assert found["Retry"]["value"] == APPROVAL_ID
     assert "Resuming failed: Slack failed." in texts(result)
-    retry = buttons(dicts(blocks.resume_failed_blocks(req, "Slack failed.")))["Retry"]
+    retry = buttons(dicts(thread_notes.resume_failed_blocks(req, "Slack failed.")))["Retry"]
     assert retry["value"] == APPROVAL_ID
 
 
@@ -253,7 +253,7 @@ def test_running_resume_has_no_buttons() -> None:
 
 
 @pytest.mark.parametrize(
-    "builder", [blocks.approval_card, blocks.arguments_modal], ids=["card", "arguments modal"]
+    "builder", [blocks.approval_card, modals.arguments_modal], ids=["card", "arguments modal"]
 )
 def test_mentions_and_links_in_arguments_are_inert(builder: Any) -> None:
     text = texts(dicts(builder(request(call({"note": HOSTILE}, name="send_note")))))
@@ -266,10 +266,10 @@ def test_a_hostile_tool_name_is_inert() -> None:
     req = request(call({}, name="<!channel>"))
     shown = [
         texts(dicts(blocks.approval_card(req))),
-        texts(dicts(blocks.deny_modal(req, req.asked, None))),
-        texts(dicts(blocks.decided_note(decided_request(req))[1])),
-        texts(dicts(blocks.arguments_modal(req))),
-        blocks.awaiting_text(req, None),
+        texts(dicts(modals.deny_modal(req, req.asked, None))),
+        texts(dicts(thread_notes.decided_note(decided_request(req))[1])),
+        texts(dicts(modals.arguments_modal(req))),
+        thread_notes.awaiting_text(req, None),
     ]
     for text in shown:
         assert "&lt;!channel&gt;" in text
@@ -294,7 +294,7 @@ def test_mentions_in_the_outcome_are_inert() -> None:
 
 def test_non_json_arguments_are_shown_verbatim() -> None:
     req = request(call("city=Paris; date=tomorrow {"))
-    for result in (dicts(blocks.approval_card(req)), dicts(blocks.arguments_modal(req))):
+    for result in (dicts(blocks.approval_card(req)), dicts(modals.arguments_modal(req))):
         assert "```city=Paris; date=tomorrow {```" in texts(result)
 
 
@@ -309,7 +309,7 @@ def argument_sections(result: list[dict[str, Any]]) -> list[str]:
 @pytest.mark.parametrize("fence", ["```", "x```y", "```\n<!channel>\n```"])
 def test_a_fence_in_the_arguments_cannot_close_the_code_block(fence: str) -> None:
     req = request(call({"note": fence}))
-    for result in (dicts(blocks.approval_card(req)), dicts(blocks.arguments_modal(req))):
+    for result in (dicts(blocks.approval_card(req)), dicts(modals.arguments_modal(req))):
         [section] = argument_sections(result)
         assert len(code_contents(section)) == 1
         assert "<!channel>" not in section
@@ -318,7 +318,7 @@ def test_a_fence_in_the_arguments_cannot_close_the_code_block(fence: str) -> Non
 @pytest.mark.parametrize("fence", ["````", "``````"])
 def test_a_long_backtick_run_cannot_close_the_code_block(fence: str) -> None:
     req = request(call({"note": f"a{fence}b"}))
-    for result in (dicts(blocks.approval_card(req)), dicts(blocks.arguments_modal(req))):
+    for result in (dicts(blocks.approval_card(req)), dicts(modals.arguments_modal(req))):
         [section] = argument_sections(result)
         assert len(code_contents(section)) == 1
 
@@ -351,37 +351,37 @@ def test_many_calls_card_lists_ten_and_counts_the_rest() -> None:
 
 def test_arguments_modal_shows_100_kb_in_full() -> None:
     arguments = {"body": "a" * BIG_ARGUMENTS}
-    result = dicts(blocks.arguments_modal(request(call(arguments))))
+    result = dicts(modals.arguments_modal(request(call(arguments))))
     shown = "".join("".join(code_contents(text)) for text in argument_sections(result))
     assert json.loads(shown) == arguments
     assert "too long" not in texts(result)
 
 
 def test_arguments_modal_for_300_kb_is_truncated_and_says_so() -> None:
-    result = dicts(blocks.arguments_modal(request(call({"body": "q" * 300_000}))))
+    result = dicts(modals.arguments_modal(request(call({"body": "q" * 300_000}))))
     assert len(result) <= blocks.MAX_MODAL_BLOCKS
     assert "_The arguments are too long to show in full here._" == result[-1]["text"]["text"]
 
 
 def test_arguments_modal_for_many_calls_is_truncated_and_says_so() -> None:
-    result = dicts(blocks.arguments_modal(request(*calls(60, {"x": "y" * 10_000}))))
+    result = dicts(modals.arguments_modal(request(*calls(60, {"x": "y" * 10_000}))))
     assert result[0]["text"]["text"] == "*Tool:* `tool_0`"
     assert "too long to show in full" in result[-1]["text"]["text"]
 
 
 def test_deny_modal_carries_the_id() -> None:
     req = request(call({}, name="send_note"), call({}, name="pay", index=1), text=HOSTILE)
-    view = blocks.deny_modal(req, [1], 1)
+    view = modals.deny_modal(req, [1], 1)
     result = dicts(view)
     data = view.to_dict()
     assert data["private_metadata"] == f"{APPROVAL_ID}:1"
-    assert blocks.parse_deny_metadata(data["private_metadata"]) == (APPROVAL_ID, 1)
+    assert modals.parse_deny_metadata(data["private_metadata"]) == (APPROVAL_ID, 1)
     assert "`send_note`" not in texts(result)
     assert "`pay`" in texts(result)
-    view = blocks.deny_modal(req, [0, 1], None)
+    view = modals.deny_modal(req, [0, 1], None)
     data = view.to_dict()
     assert data["private_metadata"] == f"{APPROVAL_ID}:all"
-    assert blocks.parse_deny_metadata(data["private_metadata"]) == (APPROVAL_ID, None)
+    assert modals.parse_deny_metadata(data["private_metadata"]) == (APPROVAL_ID, None)
     result = dicts(view)
     assert data["callback_id"] == blocks.DENY_MODAL
     assert "`send_note`" in texts(result)
@@ -393,7 +393,7 @@ def test_deny_modal_carries_the_id() -> None:
 
 def test_a_40000_character_answer_is_split_within_limits() -> None:
     answer = "x" * 40_000
-    messages = blocks.answer_messages(answer)
+    messages = thread_notes.answer_messages(answer)
     assert all(len(dicts(message)) <= blocks.MAX_MESSAGE_BLOCKS for message in messages)
     shown = "".join(block.to_dict()["text"]["text"] for message in messages for block in message)
     assert shown == answer
@@ -402,7 +402,7 @@ def test_a_40000_character_answer_is_split_within_limits() -> None:
 def test_no_answer_message_holds_more_block_text_than_slack_takes() -> None:
     # Slack refuses a message whose blocks hold more than about 13 000 characters of text
     answer = "\n\n".join("```\n" + "code " * 700 + "\n```\n" + "word " * 900 for _ in range(12))
-    messages = blocks.answer_messages(answer)
+    messages = thread_notes.answer_messages(answer)
     sizes = [sum(len(b["text"]["text"]) for b in dicts(message)) for message in messages]
     assert max(sizes) <= blocks.MESSAGE_TEXT_BUDGET < 13_000
     assert len(messages) >= sum(sizes) // blocks.MESSAGE_TEXT_BUDGET
@@ -411,14 +411,14 @@ def test_no_answer_message_holds_more_block_text_than_slack_takes() -> None:
 def test_a_long_paragraphed_answer_is_split_and_keeps_every_paragraph() -> None:
     answer = "\n\n".join(f"Paragraph {i}: " + "word " * 60 for i in range(150))
     assert len(answer) >= 40_000
-    messages = blocks.answer_messages(answer)
+    messages = thread_notes.answer_messages(answer)
     text = "\n".join(texts(dicts(message)) for message in messages)
     assert all(f"Paragraph {i}:" in text for i in range(150))
 
 
 def test_an_answer_that_escaping_grows_is_spread_over_several_messages() -> None:
     answer = "&" * 200_000  # 1,000,000 characters once escaped
-    messages = blocks.answer_messages(answer)
+    messages = thread_notes.answer_messages(answer)
     assert len(messages) > 1
     for message in messages:
         assert len(dicts(message)) <= blocks.MAX_MESSAGE_BLOCKS
@@ -427,29 +427,29 @@ def test_an_answer_that_escaping_grows_is_spread_over_several_messages() -> None
 
 
 def test_an_answer_cannot_mention_anyone() -> None:
-    [message] = blocks.answer_messages(f"Done. {HOSTILE}")
+    [message] = thread_notes.answer_messages(f"Done. {HOSTILE}")
     text = texts(dicts(message))
     for raw in ("<!channel>", "<@U1>", "<https://evil|bank>", "@here"):
         assert raw not in text
 
 
 def test_an_empty_answer_still_says_something() -> None:
-    [message] = blocks.answer_messages("")
+    [message] = thread_notes.answer_messages("")
     assert "no text" in texts(dicts(message))
 
 
 def test_failure_offers_retry_only_with_a_turn() -> None:
-    with_turn = dicts(blocks.failure_blocks("Slack <!here> failed.", "turn_1"))
+    with_turn = dicts(thread_notes.failure_blocks("Slack <!here> failed.", "turn_1"))
     assert buttons(with_turn)["Retry"]["value"] == "turn_1"
     assert "&lt;!here&gt;" in texts(with_turn)
-    without = dicts(blocks.failure_blocks("Slack failed.", None))
+    without = dicts(thread_notes.failure_blocks("Slack failed.", None))
     assert buttons(without) == {}
     assert "again" in texts(without)
 
 
 def test_awaiting_text_links_the_card() -> None:
     req = request(call({}), card=MessageRef("C0APPROVALS", "1.2"))
-    text = blocks.awaiting_text(req, "https://x.slack.com/archives/C0APPROVALS/p12")
+    text = thread_notes.awaiting_text(req, "https://x.slack.com/archives/C0APPROVALS/p12")
     assert "`book_flight`" in text
     assert "<#C0APPROVALS>" in text
     assert "<https://x.slack.com/archives/C0APPROVALS/p12|view the request>" in text
@@ -705,7 +705,7 @@ def test_policy_note_lists_denied_and_granted_calls_only() -> None:
         screened("send_mail", Auto.GRANT, "rule 4 (mail)", "g_0123abcd", 3),
         screened("pay", None, "rule 3 (pay)", index=4),
     )
-    fallback, note = blocks.policy_note(req)
+    fallback, note = thread_notes.policy_note(req)
     assert fallback == "The approval policy decided some of the agent's actions."
     text = texts(checked(note))
     assert text.splitlines() == [
@@ -719,7 +719,7 @@ def test_policy_note_is_inert() -> None:
         screened("<!channel>", Auto.DENY, HOSTILE_RULE, HOSTILE_RULE),
         screened("send_mail", Auto.GRANT, "grant", HOSTILE_RULE, 1),
     )
-    text = texts(checked(blocks.policy_note(req)[1]))
+    text = texts(checked(thread_notes.policy_note(req)[1]))
     assert "`&lt;!channel&gt;`: :no_entry: Denied by the policy (&lt;!channel&gt;" in text
     for raw in RAW_HOSTILE:
         assert raw not in text
@@ -733,14 +733,14 @@ def test_policy_note_for_fifty_calls_with_long_reasons_fits(reason: str) -> None
             for i, auto in enumerate([Auto.DENY, Auto.GRANT] * 25)
         )
     )
-    text = texts(checked(blocks.policy_note(req)[1]))
+    text = texts(checked(thread_notes.policy_note(req)[1]))
     assert text.startswith("`tool_0")
     assert "<" not in text.replace("&lt;", "")
 
 
 def test_policy_note_names_every_decided_call_or_says_how_many_it_left_out() -> None:
     req = request(*(screened(f"tool_{i}", Auto.DENY, f"rule {i}", "x" * 300, i) for i in range(50)))
-    text = texts(checked(blocks.policy_note(req)[1]))
+    text = texts(checked(thread_notes.policy_note(req)[1]))
     named = sum(f"`tool_{i}`" in text for i in range(50))
     assert named == 50 or f"{50 - named} more" in text
 
@@ -749,7 +749,7 @@ def test_policy_note_never_cuts_inside_an_entity() -> None:
     req = request(
         *(screened(f"tool_{i}", Auto.DENY, "r" * 500, "&<>" * 1000, i) for i in range(50))
     )
-    text = texts(checked(blocks.policy_note(req)[1]))
+    text = texts(checked(thread_notes.policy_note(req)[1]))
     assert re.fullmatch(r"([^&]|&lt;|&gt;|&amp;)*", text)
 
 
@@ -853,13 +853,13 @@ def test_block_ids_name_the_call_and_the_revision() -> None:
 
 
 def test_edit_metadata_round_trips_and_rejects_garbage() -> None:
-    metadata = blocks.edit_metadata(APPROVAL_ID, 2, 5)
-    assert blocks.parse_edit_metadata(metadata) == (APPROVAL_ID, 2, 5)
+    metadata = modals.edit_metadata(APPROVAL_ID, 2, 5)
+    assert modals.parse_edit_metadata(metadata) == (APPROVAL_ID, 2, 5)
     for bad in ("", APPROVAL_ID, f"{APPROVAL_ID}:x:1", f"{APPROVAL_ID}:1:2:3", "zz:1:1"):
-        assert blocks.parse_edit_metadata(bad) is None
-    assert blocks.parse_deny_metadata(APPROVAL_ID) == (APPROVAL_ID, None)  # older modals
-    assert blocks.parse_deny_metadata(f"{APPROVAL_ID}:9999") is None
-    assert blocks.parse_deny_metadata("nope:1") is None
+        assert modals.parse_edit_metadata(bad) is None
+    assert modals.parse_deny_metadata(APPROVAL_ID) == (APPROVAL_ID, None)  # older modals
+    assert modals.parse_deny_metadata(f"{APPROVAL_ID}:9999") is None
+    assert modals.parse_deny_metadata("nope:1") is None
 
 
 def test_the_thread_note_lists_each_decision_and_edits_side_by_side() -> None:
@@ -871,7 +871,7 @@ def test_the_thread_note_lists_each_decision_and_edits_side_by_side() -> None:
             CallDecision(Status.DENIED, (), "UB", 3.0, "Too much"),
         ]
     )
-    text, note = blocks.decided_note(req)
+    text, note = thread_notes.decided_note(req)
     result = checked(note)
     shown = texts(result)
     assert ":pencil2: `book` approved by <@UA> with changed arguments" in shown

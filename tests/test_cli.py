@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import EXIT_CONFIG, main
-from bot.settings import Settings
+from bot.ops.cli import EXIT_CONFIG, main
+from bot.ops.settings import Settings
 
 GOOD = """\
 model: mistral-medium-latest

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot import keys
-from bot.audit_cli import parse_time
-from bot.cli import main
+from bot.ops.audit_cli import parse_time
+from bot.ops.cli import main
+from bot.storage import keys
 
 
 def ms(iso: str) -> int:

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from bot import keys
-from bot.cli import EXIT_CONFIG, main
-from bot.connections import open_cluster
-from bot.jobs import Job, JobQueue
 from bot.metrics import Metrics
-from bot.server import SERVICES
-from bot.settings import Settings
+from bot.ops.cli import EXIT_CONFIG, main
+from bot.ops.http_server import SERVICES
+from bot.ops.settings import Settings
+from bot.storage import keys
+from bot.storage.connections import open_cluster
+from bot.storage.jobs import Job, JobQueue
 from tests import agent_tools
 from tests.conftest import (
     APPROVALS,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.conditions import Condition, ConditionError, Facts, Result
+from bot.core.conditions import Condition, ConditionError, Facts, Result
 
 
 def facts(arguments: str = "{}", **changes: Any) -> Facts:

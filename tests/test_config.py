@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import EXIT_CONFIG, main
-from bot.config import BotConfig, load_config
+from bot.core.config import BotConfig, load_config
 from bot.errors import ConfigError
-from bot.settings import Settings
-from bot.tools import load_tools
+from bot.mistral.tools import load_tools
+from bot.ops.cli import EXIT_CONFIG, main
+from bot.ops.settings import Settings
 
 GOOD = """\
 model: mistral-medium-latest

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from slack_sdk.models.views import View
 
-from bot.approval import (
+from bot.core.approval import (
     ApprovalRequest,
     Decision,
     Requester,
@@ -23,9 +23,9 @@ from bot.approval import (
     ThreadRef,
     ToolCall,
 )
-from bot.config import BotConfig
-from bot.console import Page
-from bot.policy import Approvers, Effect, Gate, Grant, Override, Policy
+from bot.core.config import BotConfig
+from bot.core.policy import Approvers, Effect, Gate, Grant, Override, Policy
+from bot.flow.console import Page
 from bot.slack import blocks, console_blocks
 from tests.approvals import build
 from tests.test_blocks import checked, texts

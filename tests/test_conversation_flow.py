@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot import keys
+from bot.storage import keys
 from tests import agent_tools
 from tests.conftest import BotUnderTest, all_text
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.cli import _parser
-from bot.settings import Settings
+from bot.ops.cli import _parser
+from bot.ops.settings import Settings
 
 COMPOSE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
 

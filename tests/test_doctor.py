@@ -23,11 +23,11 @@ import aiohttp
 import pytest
 import redis
 
-from bot.cli import EXIT_CONFIG, main
-from bot.doctor.redis import version_check
-from bot.doctor.scopes import BOT_SCOPES
-from bot.redis_server import free_port, redis_server_command
-from bot.settings import Settings
+from bot.ops.cli import EXIT_CONFIG, main
+from bot.ops.doctor.redis import version_check
+from bot.ops.doctor.scopes import BOT_SCOPES
+from bot.ops.settings import Settings
+from bot.storage.embedded_redis import free_port, redis_server_command
 from tests.conftest import APPROVALS, make_settings, served
 from tests.standins.mistral import DEFAULT_MODEL, MistralStandIn
 from tests.standins.slack import SlackStandIn, manifest_bot_scopes
@@ -579,7 +579,7 @@ async def test_readyz_reports_the_preflight_without_failing_for_it(
     assert set(failed) == {"redis.persistence", f"slack.channel {APPROVALS}"}
     assert "/invite @approval-bot" in failed[f"slack.channel {APPROVALS}"]["fix"]
     assert body["loops"] and body["redis"] == "ok"
-    logged = [r.getMessage() for r in caplog.records if r.name == "bot.doctor.preflight"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "bot.ops.doctor.preflight"]
     assert any(
         m.startswith(f"preflight: slack.channel {APPROVALS} failed") and "fix: check the id" in m
         for m in logged

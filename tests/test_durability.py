@@ -11,14 +11,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot import keys
-from bot.audit import BOT
-from bot.directory import LOCAL_MAX_ENTRIES
-from bot.jobs import Kind
-from bot.redis_server import free_port
-from bot.server import SERVICES
-from bot.sweeper import Sweeper
-from bot.tools import OUTCOME_UNKNOWN
+from bot.flow.directory import LOCAL_MAX_ENTRIES
+from bot.flow.sweeper import Sweeper
+from bot.mistral.tools import OUTCOME_UNKNOWN
+from bot.ops.http_server import SERVICES
+from bot.storage import keys
+from bot.storage.audit import BOT
+from bot.storage.embedded_redis import free_port
+from bot.storage.jobs import Kind
 from tests import agent_tools
 from tests.conftest import (
     APPROVALS,

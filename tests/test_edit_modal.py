@@ -13,7 +13,7 @@ import pytest
 from mistralai.extra.run.tools import create_tool_call
 from slack_sdk.models.views import View
 
-from bot.editing import MAX_FIELDS, EditedArguments, EditForm, FormField, edit_form, read_form
+from bot.core.editing import MAX_FIELDS, EditedArguments, EditForm, FormField, edit_form, read_form
 from bot.slack.edit_modal import (
     EDIT_MODAL,
     FIELD_ACTION,

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import pytest
 from mistralai.extra.run.tools import create_tool_call
 
-from bot.editing import (
+from bot.core.editing import (
     MAX_FIELDS,
     MAX_INPUT_CHARS,
     EditedArguments,

@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.errors import ConfigError
-from bot.redis_server import EmbeddedRedis
+from bot.storage.embedded_redis import EmbeddedRedis
 
 
 async def test_data_survives_a_restart(tmp_path: Path) -> None:

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from bot import keys
-from bot.tools import OUTCOME_UNKNOWN
+from bot.mistral.tools import OUTCOME_UNKNOWN
+from bot.storage import keys
 from tests import fault_tools
 from tests.conftest import (
     APPROVALS,

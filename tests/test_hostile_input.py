@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot import keys
+from bot.storage import keys
 from tests import agent_tools
 from tests.conftest import (
     APPROVALS,

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from bot import keys
-from bot.jobs import MAX_DELIVERIES, Job, JobQueue, Kind
 from bot.metrics import Metrics
+from bot.storage import keys
+from bot.storage.jobs import MAX_DELIVERIES, Job, JobQueue, Kind
 
 Handler = Callable[[Job], Awaitable[None]]
 

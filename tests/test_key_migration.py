@@ -10,10 +10,10 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bot import keys
-from bot.audit_cli import export
-from bot.key_migration import migrate_key_names, new_name
-from bot.server import SERVICES
+from bot.ops.audit_cli import export
+from bot.ops.http_server import SERVICES
+from bot.storage import keys
+from bot.storage.key_migration import migrate_key_names, new_name
 from tests import agent_tools
 from tests.conftest import (
     APPROVALS,

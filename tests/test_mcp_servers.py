@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from bot.config import load_config
+from bot.core.config import load_config
 from bot.errors import ConfigError
-from bot.mcp_servers import load_mcp_servers
+from bot.mistral.mcp_servers import load_mcp_servers
 from tests import agent_tools
 from tests.conftest import (
     APPROVALS,
@@ -215,7 +215,7 @@ class TestAServerThatCannotStart:
         reports = [
             r.getMessage()
             for r in caplog.get_records("setup")
-            if r.levelno == logging.ERROR and r.name == "bot.mcp_servers"
+            if r.levelno == logging.ERROR and r.name == "bot.mistral.mcp_servers"
         ]
         assert any(
             "MCP server orders could not start" in m and "/nonexistent/mcp-server" in m

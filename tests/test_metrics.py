@@ -16,11 +16,11 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot import keys
 from bot.metrics import Metrics
-from bot.redis_server import free_port, redis_server_command
-from bot.server import SERVICES
-from bot.store import Backlog, Store
+from bot.ops.http_server import SERVICES
+from bot.storage import keys
+from bot.storage.embedded_redis import free_port, redis_server_command
+from bot.storage.store import Backlog, Store
 from tests import agent_tools
 from tests.conftest import (
     APPROVALS,
@@ -344,7 +344,7 @@ async def test_a_scrape_with_redis_down_succeeds_and_keeps_the_last_gauges(
     _url, redis_process = own_redis
     redis_process.terminate()
     redis_process.wait(timeout=10)
-    caplog.set_level(logging.WARNING, logger="bot.server")
+    caplog.set_level(logging.WARNING, logger="bot.ops.http_server")
     samples = await scrape(url)
 
     assert value(samples, "approval_bot_pending_requests") == 1  # as it was

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bot.mrkdwn import escape, markdown_to_mrkdwn, split_mrkdwn
+from bot.slack.mrkdwn import escape, markdown_to_mrkdwn, split_mrkdwn
 
 ZWSP = "\u200b"
 FENCE = "```"

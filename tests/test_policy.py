@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bot.conditions import Facts
-from bot.config import BotConfig
-from bot.policy import (
+from bot.core.conditions import Facts
+from bot.core.config import BotConfig
+from bot.core.policy import (
     DEFAULT_DENY_REASON,
     Approvers,
     Effect,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bot import keys
+from bot.storage import keys
 from tests import agent_tools
 from tests.conftest import (
     APPROVALS,

@@ -9,7 +9,13 @@ import sys
 
 from tests.processes import ROOT
 
-CORE = ("bot.approval", "bot.policy", "bot.conditions", "bot.editing", "bot.arguments")
+CORE = (
+    "bot.core.approval",
+    "bot.core.policy",
+    "bot.core.conditions",
+    "bot.core.editing",
+    "bot.core.arguments",
+)
 FORBIDDEN = ("mistralai", "slack_sdk", "slack_bolt", "redis", "aiohttp", "httpx", "httpx2", "mcp")
 
 

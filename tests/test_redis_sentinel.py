@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot.redis_server import find_redis_server, free_port, redis_server_command
-from bot.server import SERVICES
+from bot.ops.http_server import SERVICES
+from bot.storage.embedded_redis import find_redis_server, free_port, redis_server_command
 from tests import agent_tools
 from tests.conftest import (
     MANAGER,

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot.redis_server import find_redis_server, free_port
-from bot.server import SERVICES
+from bot.ops.http_server import SERVICES
+from bot.storage.embedded_redis import find_redis_server, free_port
 from tests import agent_tools
 from tests.conftest import (
     MANAGER,

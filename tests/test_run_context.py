@@ -8,7 +8,7 @@ import inspect
 from mistralai.extra.run.context import RunContext
 from mistralai.extra.run.tools import RunCoroutine
 
-from bot.run_context import BotRunContext, check_sdk
+from bot.mistral.run_context import BotRunContext, check_sdk
 
 
 def test_the_installed_sdk_has_what_the_bot_writes() -> None:

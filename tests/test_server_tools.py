@@ -8,10 +8,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.config import BotConfig, load_config
+from bot.core.config import BotConfig, load_config
+from bot.core.policy import Effect, Holds, Override, Policy
 from bot.errors import ConfigError
-from bot.policy import Effect, Holds, Override, Policy
-from bot.server_tools import ServerTool, load_server_tools
+from bot.mistral.server_tools import ServerTool, load_server_tools
 from tests.conftest import APPROVALS, MANAGER, BotUnderTest, all_text, button_value
 from tests.standins.mistral import Entry, MistralStandIn, ModelTurn, function_call, message
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot import keys
+from bot.storage import keys
 from tests import agent_tools
 from tests.conftest import (
     APPROVALS,

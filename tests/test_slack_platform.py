@@ -17,8 +17,8 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import keys
 from bot.slack import blocks
+from bot.storage import keys
 from tests.conftest import APPROVALS, BotUnderTest, all_text, button_value
 from tests.slack_sender import TEAM
 from tests.standins.mistral import message

@@ -9,11 +9,11 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from aiohttp import WSMsgType, web
 
-from bot.cli import connect_socket_mode
-from bot.config import load_config
-from bot.redis_server import free_port
-from bot.services import open_services
-from bot.tools import load_tools
+from bot.core.config import load_config
+from bot.mistral.tools import load_tools
+from bot.ops.cli import connect_socket_mode
+from bot.ops.services import open_services
+from bot.storage.embedded_redis import free_port
 from tests.conftest import all_text, make_settings
 from tests.standins.mistral import MistralStandIn
 from tests.standins.slack import SlackStandIn

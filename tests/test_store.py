@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from bot import keys
-from bot.approval import (
+from bot.core.approval import (
     ApprovalRequest,
     Auto,
     Decision,
@@ -30,9 +29,11 @@ from bot.approval import (
     ToolCall,
     new_approval_id,
 )
+from bot.core.policy import Approvers, Gate
 from bot.errors import AlreadyDecided, ApprovalNotFound, StaleCard
-from bot.policy import Approvers, Gate
-from bot.store import RUN_LEASE_S, Action, Cast, Store
+from bot.storage import keys, record
+from bot.storage.store import Action, Cast, Store
+from bot.storage.thread_store import RUN_LEASE_S
 from tests.approvals import build
 
 THREAD = ThreadRef("T1", "D1", "1700000000.000100")
@@ -390,19 +391,19 @@ async def write_old_schema(
 ) -> None:
     """Store ``request`` as bot versions before per-call decisions did: schema 1 (one
     channel, no gate, votes or verdicts) or 2 (one gate and one vote list for all calls)."""
-    record = json.loads(request.to_json())
-    del record["decisions"], record["revision"]
-    for call in record["calls"]:
+    old = json.loads(record.encode(request))
+    del old["decisions"], old["revision"]
+    for call in old["calls"]:
         del call["gate"], call["parameters"]
         if version == 1:
             del call["auto"], call["rule"], call["note"]
     if version == 2:
-        record["gate"] = Gate((Approvers(channel="C0APPROVALS"),), quorum=2).to_dict()
-        record["votes"] = []
-    record.update(record_fields)
+        old["gate"] = Gate((Approvers(channel="C0APPROVALS"),), quorum=2).to_dict()
+        old["votes"] = []
+    old.update(record_fields)
     fields: dict[str, Any] = {
         "v": version,
-        "record": json.dumps(record),
+        "record": json.dumps(old),
         "status": "pending",
         "decision": "",
         "card": "",

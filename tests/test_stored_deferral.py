@@ -13,10 +13,10 @@ import redis.asyncio as aioredis
 from mistralai.client.models import FunctionCallEntry
 from mistralai.extra.exceptions import DeferredToolCallEntry, DeferredToolCallsException
 
-from bot import keys, stored_deferral
-from bot.approval import ApprovalRequest, Requester, ThreadRef
-from bot.deferral import calls_of, new_request
-from bot.store import Store
+from bot.core.approval import ApprovalRequest, Requester, ThreadRef
+from bot.mistral.deferral import calls_of, new_request
+from bot.storage import keys, record, stored_deferral
+from bot.storage.store import Store
 
 NOTES = "n" * 10_240
 
@@ -47,7 +47,7 @@ def request(arguments: str | dict[str, Any]) -> ApprovalRequest:
 )
 def test_the_stored_record_reads_back_as_the_sdk_gave_it(arguments: Any) -> None:
     original = request(arguments)
-    read = ApprovalRequest.from_json(original.to_json())
+    read = record.decode(record.encode(original))
     assert read.deferral == original.deferral
     rebuilt = DeferredToolCallsException.from_dict(read.deferral)  # type: ignore[arg-type]
     assert [c.arguments for c in rebuilt.deferred_calls] == [
@@ -56,7 +56,7 @@ def test_the_stored_record_reads_back_as_the_sdk_gave_it(arguments: Any) -> None
 
 
 def test_arguments_are_stored_once() -> None:
-    stored = request(json.dumps({"destination": "Rodez", "notes": NOTES})).to_json()
+    stored = record.encode(request(json.dumps({"destination": "Rodez", "notes": NOTES})))
     assert stored.count(NOTES) == 1
     assert len(stored) < len(NOTES) + 4096
 
@@ -64,9 +64,9 @@ def test_arguments_are_stored_once() -> None:
 def test_a_record_stored_before_compaction_reads_unchanged() -> None:
     original = request(json.dumps({"notes": NOTES}))
     schema_3 = asdict(original)  # the deferral as to_dict() gave it, every copy inline
-    schema_3["calls"] = json.loads(original.to_json())["calls"]
+    schema_3["calls"] = json.loads(record.encode(original))["calls"]
     schema_3["decisions"] = [d.to_dict() for d in original.decisions]
-    assert ApprovalRequest.from_dict(schema_3).deferral == original.deferral
+    assert record.from_dict(schema_3).deferral == original.deferral
 
 
 def test_a_reference_is_only_made_for_an_identical_copy() -> None:

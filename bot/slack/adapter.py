@@ -21,11 +21,11 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.approval import ApprovalRequest, MessageRef, ThreadRef
-from bot.chat import IncomingMessage
+from bot.core.approval import ApprovalRequest, MessageRef, ThreadRef
 from bot.errors import UpstreamError
+from bot.flow.chat import IncomingMessage
 from bot.metrics import Metrics
-from bot.slack import blocks
+from bot.slack import blocks, thread_notes
 from bot.slack.failures import fix_for, is_permanent
 
 logger = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def _dicts(items: Sequence[Block]) -> list[dict[str, Any]]:
 
 
 class SlackChat:
-    """Implements ``bot.chat.Chat`` with the Slack Web API. Posts and updates are paced per
+    """Implements ``bot.flow.chat.Chat`` with the Slack Web API. Posts and updates are paced per
     channel (``posts_per_s``, see ``ChannelPacer``) and their 429s retried in turn."""
 
     def __init__(
@@ -212,7 +212,7 @@ class SlackChat:
     async def post_answer(
         self, thread: ThreadRef, markdown: str, placeholder: MessageRef | None
     ) -> None:
-        messages = blocks.answer_messages(markdown)
+        messages = thread_notes.answer_messages(markdown)
         fallback = "The agent answered."
         first, rest = messages[0], messages[1:]
         if placeholder is not None:
@@ -229,7 +229,7 @@ class SlackChat:
         placeholder: MessageRef | None,
         retry_turn_id: str | None,
     ) -> None:
-        failure = blocks.failure_blocks(problem, retry_turn_id)
+        failure = thread_notes.failure_blocks(problem, retry_turn_id)
         text = "Sorry, I could not answer."
         if placeholder is not None:
             await self._update(placeholder, text, failure)
@@ -239,7 +239,7 @@ class SlackChat:
     async def tell_queued(self, message: IncomingMessage, busy_state: str, position: int) -> None:
         await self._post(
             message.thread.channel_id,
-            blocks.queued_text(busy_state, position),
+            thread_notes.queued_text(busy_state, position),
             message.thread.thread_ts,
         )
 
@@ -272,7 +272,7 @@ class SlackChat:
         await self._update(request.card, blocks.card_text(request), blocks.approval_card(request))
 
     async def tell_awaiting(self, request: ApprovalRequest) -> None:
-        text = blocks.awaiting_text(request, request.card_link)
+        text = thread_notes.awaiting_text(request, request.card_link)
         message_blocks = [blocks.section(text)]
         if request.placeholder is not None:
             await self._update(request.placeholder, text, message_blocks)
@@ -284,11 +284,11 @@ class SlackChat:
     async def tell_card_failed(
         self, request: ApprovalRequest, problem: str, fix: str | None = None
     ) -> None:
-        text = blocks.card_failed_text(request, problem, fix)
+        text = thread_notes.card_failed_text(request, problem, fix)
         await self._post(request.thread.channel_id, text, request.thread.thread_ts)
 
     async def tell_resume_failed(self, request: ApprovalRequest, problem: str) -> None:
-        failure = blocks.resume_failed_blocks(request, problem)
+        failure = thread_notes.resume_failed_blocks(request, problem)
         await self._post(
             request.thread.channel_id, "I could not continue.", request.thread.thread_ts, failure
         )
@@ -326,7 +326,7 @@ class SlackChat:
 
     async def tell_decided(self, request: ApprovalRequest) -> None:
         # it replaces "needs approval…" when that message is known, so the thread reads on
-        text, message_blocks = blocks.decided_note(request)
+        text, message_blocks = thread_notes.decided_note(request)
         if request.placeholder is not None:
             await self._update(request.placeholder, text, message_blocks)
         else:
@@ -336,16 +336,18 @@ class SlackChat:
     async def remind(self, request: ApprovalRequest) -> None:
         if request.card is None:
             return
-        await self._post(request.card.channel_id, blocks.reminder_text(request), request.card.ts)
+        await self._post(
+            request.card.channel_id, thread_notes.reminder_text(request), request.card.ts
+        )
 
     async def tell_outcome_unknown(self, request: ApprovalRequest, names: list[str]) -> None:
-        text = blocks.outcome_unknown_text(names)
+        text = thread_notes.outcome_unknown_text(names)
         await self._post(request.thread.channel_id, text, request.thread.thread_ts)
         if request.card is not None:
             await self._post(request.card.channel_id, text, request.card.ts)
 
     async def tell_policy(self, request: ApprovalRequest) -> None:
-        text, message_blocks = blocks.policy_note(request)
+        text, message_blocks = thread_notes.policy_note(request)
         await self._post(request.thread.channel_id, text, request.thread.thread_ts, message_blocks)
 
     async def publish_home(self, user_id: str, view: Any) -> None:

@@ -33,7 +33,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.response import BoltResponse
 
 from bot.errors import UpstreamError
-from bot.slack import blocks
+from bot.slack import blocks, modals
 from bot.slack.adapter import SlackChat
 from bot.slack.background import Background
 from bot.slack.edit_modal import EDIT_MODAL
@@ -290,7 +290,7 @@ def _refuse(
     """Answer a refused request: a form, in the form itself; anything else with 200 at
     once, the note following in a task."""
     if body.get("type") == "view_submission":
-        answer = {"response_action": "update", "view": blocks.notice_modal(text).to_dict()}
+        answer = {"response_action": "update", "view": modals.notice_modal(text).to_dict()}
         return BoltResponse(
             status=200, body=json.dumps(answer), headers={"content-type": "application/json"}
         )

@@ -8,8 +8,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 
-from bot.assistant import Assistant
-from bot.console import Console
+from bot.flow.assistant import Assistant
+from bot.flow.console import Console
 from bot.slack import admission, listeners
 from bot.slack.adapter import SlackChat
 from bot.slack.admission import Admission

@@ -18,8 +18,8 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from bot.connections import stop_counting
 from bot.logs import bind
+from bot.storage.connections import stop_counting
 
 logger = logging.getLogger(__name__)
 

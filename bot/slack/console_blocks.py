@@ -17,10 +17,9 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.approval import ApprovalRequest, Resume, Status
-from bot.console import Page
-from bot.mrkdwn import escape, split_mrkdwn
-from bot.policy import Effect, Gate, Grant, Override, Policy
+from bot.core.approval import ApprovalRequest, Resume, Status
+from bot.core.policy import Effect, Gate, Grant, Override, Policy
+from bot.flow.console import Page
 from bot.slack.blocks import (
     MAX_MESSAGE_BLOCKS,
     SECTION_LIMIT,
@@ -31,6 +30,7 @@ from bot.slack.blocks import (
     section,
     slack_date,
 )
+from bot.slack.mrkdwn import escape, split_mrkdwn
 
 MAX_HOME_BLOCKS: Final = 100
 #: Calls of one request given buttons on the App Home; the card has the rest.

@@ -1,4 +1,4 @@
-"""The "Edit, then approve" modal: a :class:`bot.editing.EditForm` as Block Kit, and back.
+"""The "Edit, then approve" modal: a :class:`bot.core.editing.EditForm` as Block Kit, and back.
 
 Pure builders and readers, no I/O. Labels, hints and initial values come from the tool's schema
 and the model's arguments, so they are untrusted: they only ever go into ``plain_text`` objects
@@ -24,9 +24,9 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.editing import MAX_INPUT_CHARS, EditForm, FormField
-from bot.mrkdwn import escape
+from bot.core.editing import MAX_INPUT_CHARS, EditForm, FormField
 from bot.slack.blocks import MAX_MODAL_BLOCKS, section
+from bot.slack.mrkdwn import escape
 
 EDIT_MODAL: Final = "approval_edit_modal"
 #: A field's block_id is this prefix and the argument's name ("arg:" alone in whole mode).

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.assistant import Assistant
-from bot.console import Console
+from bot.flow.assistant import Assistant
+from bot.flow.console import Console
 from bot.slack.adapter import SlackChat
 from bot.slack.background import Background
 from bot.slack.listeners import actions, commands, home, membership, messages, views

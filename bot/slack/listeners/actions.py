@@ -21,9 +21,9 @@ from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.models.views import View
 
-from bot.approval import Status
-from bot.assistant import Assistant, Decided
-from bot.editing import NotEditable, edit_form
+from bot.core.approval import Status
+from bot.core.editing import NotEditable, edit_form
+from bot.core.policy import Gate
 from bot.errors import (
     AlreadyDecided,
     ApprovalError,
@@ -32,8 +32,9 @@ from bot.errors import (
     StaleCard,
     UpstreamError,
 )
-from bot.policy import Gate
-from bot.slack import blocks
+from bot.flow.assistant import Assistant
+from bot.flow.decisions import Decided
+from bot.slack import blocks, modals
 from bot.slack.adapter import SlackChat
 from bot.slack.background import Background
 from bot.slack.edit_modal import edit_modal
@@ -143,13 +144,13 @@ Handler = Callable[[Assistant, SlackChat, Click], Awaitable[Decided | None]]
 
 async def approve(assistant: Assistant, chat: SlackChat, click: Click) -> Decided:
     target = click.target
-    return await assistant.approve(
+    return await assistant.decisions.approve(
         click.target_id, click.user_id, call=target.call, revision=target.revision
     )
 
 
 async def approve_all(assistant: Assistant, chat: SlackChat, click: Click) -> Decided:
-    return await assistant.approve(
+    return await assistant.decisions.approve(
         click.target_id, click.user_id, call=None, revision=click.target.revision
     )
 
@@ -160,7 +161,7 @@ async def approve_for(assistant: Assistant, chat: SlackChat, click: Click) -> De
     if not seconds.isdigit():
         raise BadPayload(f"action {click.action_id!r} names no duration")
     target = click.target
-    return await assistant.approve(
+    return await assistant.decisions.approve(
         click.target_id,
         click.user_id,
         call=target.call,
@@ -172,13 +173,17 @@ async def approve_for(assistant: Assistant, chat: SlackChat, click: Click) -> De
 async def deny(assistant: Assistant, chat: SlackChat, click: Click) -> None:
     """Deny asks for a reason first; the modal's submission decides (listeners.views)."""
     call = click.target.call
-    choice = await assistant.may_decide(click.target_id, click.user_id, call, voting=False)
-    await show(chat, click, blocks.deny_modal(choice.request, choice.calls, call))
+    choice = await assistant.decisions.may_decide(
+        click.target_id, click.user_id, call, voting=False
+    )
+    await show(chat, click, modals.deny_modal(choice.request, choice.calls, call))
 
 
 async def deny_all(assistant: Assistant, chat: SlackChat, click: Click) -> None:
-    choice = await assistant.may_decide(click.target_id, click.user_id, None, voting=False)
-    await show(chat, click, blocks.deny_modal(choice.request, choice.calls, None))
+    choice = await assistant.decisions.may_decide(
+        click.target_id, click.user_id, None, voting=False
+    )
+    await show(chat, click, modals.deny_modal(choice.request, choice.calls, None))
 
 
 async def edit(assistant: Assistant, chat: SlackChat, click: Click) -> None:
@@ -187,7 +192,9 @@ async def edit(assistant: Assistant, chat: SlackChat, click: Click) -> None:
     target = click.target
     if target.call is None:
         raise BadPayload("Edit names no call")
-    choice = await assistant.may_decide(click.target_id, click.user_id, target.call, voting=False)
+    choice = await assistant.decisions.may_decide(
+        click.target_id, click.user_id, target.call, voting=False
+    )
     request = choice.request
     call = request.calls[target.call]
     if not call.editable:
@@ -202,14 +209,14 @@ async def edit(assistant: Assistant, chat: SlackChat, click: Click) -> None:
         form,
         tool_name=call.name,
         requester_id=request.requester.user_id,
-        private_metadata=blocks.edit_metadata(request.id, target.call, request.revision),
+        private_metadata=modals.edit_metadata(request.id, target.call, request.revision),
     )
     await show(chat, click, view)
 
 
 async def show_arguments(assistant: Assistant, chat: SlackChat, click: Click) -> None:
-    request = await assistant.readable(click.target_id, click.user_id)
-    await show(chat, click, blocks.arguments_modal(request))
+    request = await assistant.decisions.readable(click.target_id, click.user_id)
+    await show(chat, click, modals.arguments_modal(request))
 
 
 async def show(chat: SlackChat, click: Click, view: View) -> None:
@@ -316,14 +323,14 @@ async def _refused(
     logger.info("%s on %s by %s refused: %r", action_id, click.target_id, click.user_id, error)
     await _say(chat, click, explain(error))
     if isinstance(error, StaleCard):  # show what there is to decide now
-        await assistant.show_card(click.target_id)
+        await assistant.decisions.show_card(click.target_id)
 
 
 async def _say(chat: SlackChat, click: Click, text: str) -> None:
     """Tell the person: in the modal opened for their click, else privately."""
     if click.view_id is not None:
         try:
-            await chat.update_view(click.view_id, blocks.notice_modal(text))
+            await chat.update_view(click.view_id, modals.notice_modal(text))
             return
         except UpstreamError as failure:
             logger.error("could not show %r in %s: %r", text, click.view_id, failure)
@@ -334,7 +341,7 @@ async def _opened(chat: SlackChat, click: Click) -> Click:
     """Open the "Loading…" modal at once, while the trigger is fresh; the click with its
     view id (without one when Slack refused: the work then opens its modal, if it can)."""
     try:
-        view_id = await chat.open_view(click.trigger_id, blocks.loading_modal())
+        view_id = await chat.open_view(click.trigger_id, modals.loading_modal())
     except UpstreamError as error:
         logger.warning("could not open a modal for %s: %r", click.action_id, error)
         return click

@@ -13,13 +13,13 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.models.blocks import Block
 
-from bot.console import Console
+from bot.core.policy import Effect
 from bot.errors import NotAllowed
-from bot.mrkdwn import escape
-from bot.policy import Effect
+from bot.flow.console import Console
 from bot.slack import console_blocks
 from bot.slack.background import Background
 from bot.slack.blocks import section
+from bot.slack.mrkdwn import escape
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.console import Console
 from bot.errors import UpstreamError
+from bot.flow.console import Console
 from bot.slack import console_blocks
 from bot.slack.adapter import SlackChat
 from bot.slack.background import Background

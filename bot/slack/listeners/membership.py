@@ -6,7 +6,7 @@ When the bot itself joins a channel, the cards Slack refused there because it wa
 member are posted.
 
 What remains: another bot process keeps its in-process copy for at most
-``bot.directory.LOCAL_TTL_S`` seconds; an event Slack never delivers (the app not subscribed,
+``bot.flow.directory.LOCAL_TTL_S`` seconds; an event Slack never delivers (the app not subscribed,
 an outage) leaves the Redis copy until its TTL (``keys.CHANNEL_MEMBERS_TTL_S``).
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 
-from bot.assistant import Assistant
+from bot.flow.assistant import Assistant
 from bot.slack.background import Background
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def register(app: AsyncApp, assistant: Assistant, background: Background) -> Non
         joined = event.get("type") == "member_joined_channel"
         if joined and context.bot_user_id and event.get("user") == context.bot_user_id:
             # invited at last: the cards Slack refused there (not_in_channel) go up now
-            posted = await assistant.post_waiting_cards(channel)
+            posted = await assistant.cards.post_waiting_cards(channel)
             logger.info("joined %s: %d waiting cards posted", channel, len(posted))
 
     async def on_usergroup_change(event: dict[str, Any]) -> None:

@@ -11,10 +11,10 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.response import BoltResponse
 
-from bot.approval import ThreadRef
-from bot.assistant import Assistant
-from bot.chat import IncomingMessage
+from bot.core.approval import ThreadRef
 from bot.errors import UpstreamError
+from bot.flow.assistant import Assistant
+from bot.flow.chat import IncomingMessage
 from bot.slack.background import Background
 
 logger = logging.getLogger(__name__)

@@ -9,11 +9,12 @@ from typing import Any
 from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.approval import ApprovalRequest
-from bot.assistant import Assistant, Decided
-from bot.editing import EditedArguments, NotEditable, edit_form, read_form
+from bot.core.approval import ApprovalRequest
+from bot.core.editing import EditedArguments, NotEditable, edit_form, read_form
 from bot.errors import ApprovalError, EditRefused, NotAllowed, UpstreamError
-from bot.slack import blocks
+from bot.flow.assistant import Assistant
+from bot.flow.decisions import Decided
+from bot.slack import blocks, modals
 from bot.slack.adapter import SlackChat
 from bot.slack.background import Background
 from bot.slack.edit_modal import EDIT_MODAL, field_errors, submitted_values
@@ -41,7 +42,7 @@ def _user(body: dict[str, Any]) -> str:
 async def _channel_of(assistant: Assistant, approval_id: str) -> str | None:
     """Where to answer privately: the card's channel, or None (a DM) if the request is gone."""
     try:
-        return (await assistant.store.get_approval(approval_id)).approvals_channel
+        return (await assistant.decisions.request(approval_id)).approvals_channel
     except (ApprovalError, UpstreamError):
         return None
 
@@ -94,7 +95,7 @@ async def deny_submitted(
     # The denial is recorded before Slack gets its answer (one Redis script), so a closed
     # modal means a recorded decision.
     user = _user(body)
-    target = blocks.parse_deny_metadata(str(view.get("private_metadata") or ""))
+    target = modals.parse_deny_metadata(str(view.get("private_metadata") or ""))
     if target is None:
         await _refuse_form(ack, chat, user, "deny", view)
         return
@@ -104,7 +105,7 @@ async def deny_submitted(
         chat,
         user,
         f"deny {approval_id}",
-        assistant.deny(approval_id, user, deny_reason(view), call=call),
+        assistant.decisions.deny(approval_id, user, deny_reason(view), call=call),
         lambda: _channel_of(assistant, approval_id),
     )
     if decided is None:
@@ -121,13 +122,13 @@ async def edit_submitted(
     # Validation answers inside the modal, so it comes before the acknowledgement; it
     # reads one Redis hash and checks a schema, well within Slack's 3 seconds.
     user = _user(body)
-    target = blocks.parse_edit_metadata(str(view.get("private_metadata") or ""))
+    target = modals.parse_edit_metadata(str(view.get("private_metadata") or ""))
     if target is None:
         await _refuse_form(ack, chat, user, "edit", view)
         return
     approval_id, call, revision = target
     try:
-        request = await assistant.store.get_approval(approval_id)
+        request = await assistant.decisions.request(approval_id)
         result = read_edit(request, call, revision, view)
     except (ApprovalError, UpstreamError) as error:
         await ack()
@@ -139,9 +140,9 @@ async def edit_submitted(
         await ack(response_action="errors", errors=field_errors(result))
         return
     if result.override:
-        deciding = assistant.edit(approval_id, user, call, result, revision)
+        deciding = assistant.decisions.edit(approval_id, user, call, result, revision)
     else:  # nothing changed: an approval of the arguments as they are
-        deciding = assistant.approve(approval_id, user, call=call, revision=revision)
+        deciding = assistant.decisions.approve(approval_id, user, call=call, revision=revision)
     await _record(
         ack,
         chat,
