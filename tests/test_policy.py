@@ -354,24 +354,24 @@ def test_overrides_match_globs_and_ignore_other_tools() -> None:
     ],
 )
 def test_defers_by_the_first_rule_naming_the_tool(rule: dict[str, Any], expected: bool) -> None:
-    assert policy([rule], marked=("t",)).defers("t") is expected
-    assert policy([rule]).defers("t") is expected
+    assert policy([rule], marked=("t",)).holds("t") is expected
+    assert policy([rule]).holds("t") is expected
 
 
 def test_defers_for_tools_no_rule_names() -> None:
     p = policy([{"tools": ["other"], "decision": "deny"}], marked=("marked",))
-    assert p.defers("marked") is True
-    assert p.defers("unmarked") is False
+    assert p.holds("marked") is True
+    assert p.holds("unmarked") is False
 
 
 def test_defers_follows_overrides() -> None:
     p = policy([{"tools": ["t"], "decision": "deny"}], marked=("m",))
-    assert p.defers("t", [override("t", Effect.ALLOW)]) is False
-    assert p.defers("m", [override("*", Effect.ALLOW)]) is False
-    assert p.defers("free", [override("fr*", Effect.ASK)]) is True
+    assert p.holds("t", [override("t", Effect.ALLOW)]) is False
+    assert p.holds("m", [override("*", Effect.ALLOW)]) is False
+    assert p.holds("free", [override("fr*", Effect.ASK)]) is True
     both = [override("t", Effect.ALLOW), override("*", Effect.ASK)]
-    assert p.defers("t", both) is True
-    assert p.defers("free", [override("other", Effect.ASK)]) is False
+    assert p.holds("t", both) is True
+    assert p.holds("free", [override("other", Effect.ASK)]) is False
 
 
 # -- who ----------------------------------------------------------------------------------------

@@ -260,7 +260,7 @@ class Policy:
         return frozenset(p for p in patterns if not _GLOB.search(p)) | self.marked
 
     # -- what -------------------------------------------------------------------------------
-    def defers(self, tool: str, overrides: Sequence[Override] = ()) -> bool:
+    def holds(self, tool: str, overrides: Sequence[Override] = ()) -> bool:
         """Whether the SDK must hold calls of ``tool`` for the bot to decide (by name only)."""
         effects = {o.effect for o in overrides if o.matches(tool)}
         if effects:
@@ -438,7 +438,7 @@ class Holds:
     overrides: tuple[Override, ...] = ()
 
     def __call__(self, tool: str) -> bool:
-        return self.policy.defers(tool, self.overrides)
+        return self.policy.holds(tool, self.overrides)
 
     @property
     def named(self) -> frozenset[str]:

@@ -186,7 +186,7 @@ class Assistant:
                 outcome = await self.runner.recover_turn(conversation_id, message.text)
             if outcome is None:
                 outcome = await self.runner.send(
-                    conversation_id, message.text, await self.gatekeeper.deferring()
+                    conversation_id, message.text, await self.gatekeeper.holds()
                 )
         except UpstreamError as error:
             logger.warning("run failed in thread %s: %r", message.thread.key, error)
@@ -367,7 +367,7 @@ class Assistant:
                 outcome = await self.runner.resume(
                     request,
                     self.store,
-                    await self.gatekeeper.deferring(),
+                    await self.gatekeeper.holds(),
                     report=self._reporter(request, unknown),
                 )
         except UpstreamError as error:

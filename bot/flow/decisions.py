@@ -25,7 +25,7 @@ from bot.flow.gatekeeper import Gatekeeper
 from bot.flow.reporting import about_request, quietly
 from bot.metrics import Metrics, RequestOutcome
 from bot.storage.jobs import Job
-from bot.storage.store import Action, Cast, Store
+from bot.storage.store import Action, Cast, Store, VoteOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,10 @@ class Decisions:
             gate = choice.request.calls[choice.calls[0]].gate if len(choice.calls) == 1 else None
             if gate is None or not gate.grantable or grant_s not in gate.grant_durations_s:
                 raise NotAllowed(approval_id, user_id, "That grant is not offered for this call.")
-        events = {"counted": "approval_counted", "decided": "approved"}
+        events: dict[str, str] = {
+            VoteOutcome.COUNTED: "approval_counted",
+            VoteOutcome.DECIDED: "approved",
+        }
         cast = await self.store.cast(
             choice.request,
             Action.APPROVE,
@@ -161,7 +164,7 @@ class Decisions:
         call, whatever its quorum."""
         choice = await self.may_decide(approval_id, user_id, call, voting=False)
         reason = (reason or "").strip() or None
-        events = {"decided": "denied"}
+        events: dict[str, str] = {VoteOutcome.DECIDED: "denied"}
         cast = await self.store.cast(
             choice.request,
             Action.DENY,
@@ -188,7 +191,10 @@ class Decisions:
             user_id,
             time.time(),
         )
-        events = {"decided": "edited_approved", "counted": "edited"}
+        events: dict[str, str] = {
+            VoteOutcome.DECIDED: "edited_approved",
+            VoteOutcome.COUNTED: "edited",
+        }
         cast = await self.store.cast(
             choice.request,
             Action.EDIT,
@@ -230,10 +236,10 @@ class Decisions:
 
     def _refuse_if_nothing_changed(self, cast: Cast, user_id: str) -> None:
         """Every call named was decided before, or approved by this person already."""
-        if cast.calls("decided") or cast.calls("counted"):
+        if cast.calls(VoteOutcome.DECIDED) or cast.calls(VoteOutcome.COUNTED):
             return
         request = cast.request
-        if cast.calls("voted"):
+        if cast.calls(VoteOutcome.VOTED):
             raise NotAllowed(request.id, user_id, "You approved this already.")
         decision = request.decisions[next(iter(cast.outcomes))]
         raise AlreadyDecided(request.id, decision.status.value, decision.user_id or None)
@@ -252,8 +258,8 @@ class Decisions:
         await self.announce(
             Decided(
                 request,
-                [index for index, what in outcomes.items() if what == "decided"],
-                [index for index, what in outcomes.items() if what == "counted"],
+                [index for index, what in outcomes.items() if what == VoteOutcome.DECIDED],
+                [index for index, what in outcomes.items() if what == VoteOutcome.COUNTED],
                 [],
                 user_id=data["user_id"],
                 events=data["events"],
@@ -287,7 +293,7 @@ class Decisions:
     async def _announce(self, decided: Decided) -> None:
         request = decided.request
         for index in [*decided.decided, *decided.counted]:
-            outcome = "decided" if index in decided.decided else "counted"
+            outcome = VoteOutcome.DECIDED if index in decided.decided else VoteOutcome.COUNTED
             if outcome not in decided.events:
                 continue
             call = request.calls[index]
@@ -423,8 +429,8 @@ def _decided(
 ) -> Decided:
     return Decided(
         cast.request,
-        cast.calls("decided"),
-        cast.calls("counted"),
+        cast.calls(VoteOutcome.DECIDED),
+        cast.calls(VoteOutcome.COUNTED),
         choice.others,
         user_id=user_id,
         events=events,

@@ -1,7 +1,7 @@
 """Applies the policy to real calls: overrides and grants from Redis, people from Slack.
 
 The SDK holds calls by tool name only, so every tool a rule might ask about or deny is
-registered as needing confirmation (:meth:`Gatekeeper.deferring`), and the real decision is
+registered as needing confirmation (:meth:`Gatekeeper.holds`), and the real decision is
 taken here when the deferral arrives (:meth:`Gatekeeper.screen`).
 """
 
@@ -50,7 +50,7 @@ class Gatekeeper:
         self.audit = audit
         self.metrics = metrics
 
-    async def deferring(self) -> Holds:
+    async def holds(self) -> Holds:
         """Which tools the SDK must hold for the bot, with the overrides in force now."""
         return Holds(self.policy, tuple(await self.policy_store.overrides()))
 

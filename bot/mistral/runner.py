@@ -192,21 +192,21 @@ class AgentRunner:
         }
 
     async def send(
-        self, conversation_id: str | None, text: str, deferring: Holds | None = None
+        self, conversation_id: str | None, text: str, holds: Holds | None = None
     ) -> Outcome:
         """Send a user message into the thread's conversation (a new one if None).
 
-        ``deferring(tool)``: whether the SDK must hold that tool's calls for a decision
+        ``holds(tool)``: whether the SDK must hold that tool's calls for a decision
         (default: as the config marks each tool).
         """
         inputs = [{"role": "user", "content": text}]
-        return await self._run(conversation_id, inputs, deferring)
+        return await self._run(conversation_id, inputs, holds)
 
     async def resume(
         self,
         request: ApprovalRequest,
         ledger: CallLedger,
-        deferring: Holds | None = None,
+        holds: Holds | None = None,
         report: Report | None = None,
     ) -> Outcome:
         """Resume a deferred conversation with the request's decision.
@@ -231,7 +231,7 @@ class AgentRunner:
         )
         token = approving(approved)
         try:
-            return await self._run(request.conversation_id, responses(request), deferring)
+            return await self._run(request.conversation_id, responses(request), holds)
         finally:
             stop_approving(token)
 
@@ -317,36 +317,36 @@ class AgentRunner:
                     return dict(tool.function.parameters)
         return None
 
-    async def _server_tools(self, deferring: Holds | None) -> dict[str, Any]:
+    async def _server_tools(self, holds: Holds | None) -> dict[str, Any]:
         """``tools=[…]`` for the connectors and built-ins, when there are any. A connector
         whose tools could not be listed is left out (bot.mistral.connector_tools: fail closed)."""
         if not self.server_tools:
             return {}
         local = [tool.name for tool in self.tools]
-        overrides = deferring.overrides if deferring is not None else ()
+        overrides = holds.overrides if holds is not None else ()
         listed = await self.connector_tools.listed(overrides)
         declared: list[dict[str, Any]] = []
         for tool in self.server_tools:
             if tool.connector_id is None:
-                declared.append(tool.declaration(deferring, local))
+                declared.append(tool.declaration(holds, local))
             elif tool.connector_id in listed:
-                declared.append(tool.declaration(deferring, local, listed[tool.connector_id]))
+                declared.append(tool.declaration(holds, local, listed[tool.connector_id]))
         return {"tools": declared} if declared else {}
 
-    async def _register_mcp_servers(self, run_ctx: RunContext, deferring: Holds | None) -> None:
+    async def _register_mcp_servers(self, run_ctx: RunContext, holds: Holds | None) -> None:
         """Lend every running MCP server to the run; one that fails is left out, and logged."""
         if self.mcp_servers is None:
             return
         for server in await self.mcp_servers.available():
             try:
                 names = [tool.function.name for tool in await server.live_tools()]
-                configuration = mcp_tool_configuration(server.config, names, deferring)
+                configuration = mcp_tool_configuration(server.config, names, holds)
                 await run_ctx.register_mcp_client(server, tool_configuration=configuration)
             except Exception as error:  # the server died: run without its tools this time
                 logger.error("MCP server %s left out of this run: %r", server.name, error)
 
     async def _run(
-        self, conversation_id: str | None, inputs: list[Any], deferring: Holds | None
+        self, conversation_id: str | None, inputs: list[Any], holds: Holds | None
     ) -> Outcome:
         run_ctx: RunContext
         if self.config.agent_id is not None:
@@ -356,10 +356,8 @@ class AgentRunner:
         async with run_ctx:
             run_ctx.conversation_id = conversation_id
             for tool in self.tools:
-                tool.register(
-                    run_ctx, requires_confirmation=deferring(tool.name) if deferring else None
-                )
-            await self._register_mcp_servers(run_ctx, deferring)
+                tool.register(run_ctx, requires_confirmation=holds(tool.name) if holds else None)
+            await self._register_mcp_servers(run_ctx, holds)
             try:
                 # A bound on the whole run: the SDK loops while the model keeps calling tools.
                 async with asyncio.timeout(self.run_timeout_s):
@@ -368,7 +366,7 @@ class AgentRunner:
                         inputs=inputs,
                         instructions=self.config.instructions,
                         retries=self.sent_once,
-                        **await self._server_tools(deferring),
+                        **await self._server_tools(holds),
                     )
             except DeferredToolCallsException as deferred:
                 return Deferral(deferred.conversation_id or run_ctx.conversation_id or "", deferred)
@@ -406,7 +404,7 @@ class AgentRunner:
 
 
 def mcp_tool_configuration(
-    config: MCPServerConfig, names: Sequence[str], deferring: Holds | None
+    config: MCPServerConfig, names: Sequence[str], holds: Holds | None
 ) -> dict[str, list[str]]:
     """``register_mcp_client``'s filter, and which of the server's tools wait for a decision."""
     filters = config.tool_configuration
@@ -417,7 +415,7 @@ def mcp_tool_configuration(
         configuration["exclude"] = list(filters.exclude)
     marked = set(filters.requires_confirmation)
     configuration["requires_confirmation"] = [
-        name for name in names if (deferring(name) if deferring else name in marked)
+        name for name in names if (holds(name) if holds else name in marked)
     ]
     return configuration
 

@@ -154,6 +154,6 @@ def load_server_tools(
     return tools
 
 
-def marked_names(tools: Iterable[ServerTool]) -> list[str]:
+def held_names(tools: Iterable[ServerTool]) -> list[str]:
     """The names the config itself marks as needing confirmation."""
     return [name for tool in tools for name in tool.requires_confirmation]

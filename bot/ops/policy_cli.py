@@ -214,7 +214,7 @@ def explanation(policy: Policy, facts: Facts, verdict: Verdict) -> dict[str, Any
             "usergroups": sorted(facts.requester_usergroups),
         },
         "channel": facts.channel_id or None,
-        "held_by_sdk": policy.defers(facts.tool),
+        "held_by_sdk": policy.holds(facts.tool),
         "rule": verdict.rule,
         "decision": verdict.effect.value,
         "reason": verdict.reason,
@@ -241,7 +241,7 @@ def explain_lines(policy: Policy, facts: Facts, verdict: Verdict) -> list[str]:
         f"Requester: {facts.requester_id} (admin: {_yes(facts.requester_is_admin)}; "
         f"user groups from --usergroups: {groups})",
         f"Channel: {facts.channel_id or 'none given'}",
-        f"Held by the SDK: {_held(policy.defers(facts.tool))}",
+        f"Held by the SDK: {_held(policy.holds(facts.tool))}",
         "",
         f"Rule: {verdict.rule}",
         f"Decision: {verdict.effect.value}",

@@ -22,7 +22,7 @@ from bot.flow.sweeper import Sweeper
 from bot.metrics import Metrics
 from bot.mistral.mcp_servers import load_mcp_servers
 from bot.mistral.runner import AgentRunner, make_client
-from bot.mistral.server_tools import load_server_tools, marked_names
+from bot.mistral.server_tools import held_names, load_server_tools
 from bot.mistral.tools import Tool
 from bot.ops.doctor.preflight import Preflight
 from bot.ops.doctor.run import preflight_checks
@@ -126,7 +126,7 @@ async def open_services(
         stack.push_async_callback(mcp_servers.aclose)
         await mcp_servers.start_all()
         marked = [tool.name for tool in tools if tool.requires_confirmation]
-        marked += marked_names(server_tools)
+        marked += held_names(server_tools)
         marked += [
             n for s in config.tools.mcp_servers for n in s.tool_configuration.requires_confirmation
         ]

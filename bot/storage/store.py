@@ -58,16 +58,25 @@ class Action(StrEnum):
     EDIT = "edit"
 
 
+class VoteOutcome(StrEnum):
+    """What a vote did to one call it named (the cast script's strings)."""
+
+    COUNTED = "counted"  # one approval towards a quorum not reached yet
+    DECIDED = "decided"  # this vote decided the call
+    VOTED = "voted"  # this person had approved it already
+    CLOSED = "closed"  # decided before
+
+
 @dataclass(frozen=True)
 class Cast:
-    """The request after a vote; what the vote did to each call it named ('counted',
-    'decided', 'voted' or 'closed'); and whether it completed the request."""
+    """The request after a vote; what the vote did to each call it named; and whether it
+    completed the request."""
 
     request: ApprovalRequest
-    outcomes: dict[int, str]
+    outcomes: dict[int, VoteOutcome]
     complete: bool
 
-    def calls(self, outcome: str) -> list[int]:
+    def calls(self, outcome: VoteOutcome) -> list[int]:
         return [index for index, what in self.outcomes.items() if what == outcome]
 
 
@@ -181,7 +190,10 @@ class ApprovalStore:
             decision=None if status is Status.PENDING else Decision(status, vote.user_id, vote.at),
             revision=request.revision + (1 if action is Action.EDIT else 0),
         )
-        outcomes = dict(zip(calls, json.loads(outcome[1]), strict=True))
+        outcomes = {
+            call: VoteOutcome(what)
+            for call, what in zip(calls, json.loads(outcome[1]), strict=True)
+        }
         return Cast(updated, outcomes, complete=status is not Status.PENDING)
 
     async def recent_requests(self, user_id: str, limit: int = 10) -> list[ApprovalRequest]:
