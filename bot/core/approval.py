@@ -103,7 +103,7 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
-class Answer:
+class CallAnswer:
     """What the model gets for one deferred call: run it (with ``override`` arguments merged
     over its own, when a person edited them), or a rejection with ``message``."""
 
@@ -374,21 +374,21 @@ class ApprovalRequest:
                 f"{'s' if missing != 1 else ''} from someone else.",
             )
 
-    def answer(self, tool_call_id: str) -> Answer:
+    def answer(self, tool_call_id: str) -> CallAnswer:
         """What goes back to the model for one deferred call, as decided (bot.mistral.deferral turns
         it into the SDK's confirmation or rejection)."""
         if self.status is Status.PENDING:
             raise ValueError(f"approval {self.id} is not decided")
         index = self.call_index(tool_call_id)
         if index is None:  # not in the record: nobody approved it
-            return Answer(False, message="Nobody approved this action. Do not retry it.")
+            return CallAnswer(False, message="Nobody approved this action. Do not retry it.")
         decision = self.decisions[index]
         if decision.status is Status.APPROVED and not self._runnable(index):
-            return Answer(False, message=NOT_JSON)
+            return CallAnswer(False, message=NOT_JSON)
         if decision.status is Status.APPROVED:
             edit = decision.edit
-            return Answer(True, override=edit.override if edit and edit.override else None)
-        return Answer(False, message=self.rejection_message(index))
+            return CallAnswer(True, override=edit.override if edit and edit.override else None)
+        return CallAnswer(False, message=self.rejection_message(index))
 
     def server_side_note(self) -> str | None:
         """Why server-side calls were rejected, as one message for the model (None: none was).
