@@ -551,6 +551,20 @@ async def readyz_is(bot: BotProcess, status: int) -> bool:
     return await bot.readyz() == status
 
 
+async def waiting_card(
+    fleet: Fleet, own_redis: RedisProcess, slack: SlackStandIn
+) -> tuple[BotProcess, dict[str, Any], str]:
+    """A bot on ``own_redis`` with one request waiting on its card, every job done: the bot,
+    the card as posted, the request's id."""
+    bot = await fleet.start("a", REDIS_URL=own_redis.url)
+    await bot.send.mention(BOOK)
+    posted = await card(slack)
+    await slack.wait_for("chat.update", lambda args: "needs approval" in all_text(args))
+    async with own_redis.client() as client:
+        await settled(client)
+    return bot, posted, button_value(posted, "approval_approve")
+
+
 async def test_redis_killed_and_restarted_loses_no_pending_approval(
     own_redis: RedisProcess,
     fleet: Fleet,
@@ -561,13 +575,7 @@ async def test_redis_killed_and_restarted_loses_no_pending_approval(
     """Redis is killed (SIGKILL) while a request waits for its decision, then started again
     on its data: the bot is not ready meanwhile, a click then changes nothing, and after the
     restart the pending request is still there and a click decides it."""
-    bot = await fleet.start("a", REDIS_URL=own_redis.url)
-    await bot.send.mention(BOOK)
-    posted = await card(slack)
-    approval_id = button_value(posted, "approval_approve")
-    await slack.wait_for("chat.update", lambda args: "needs approval" in all_text(args))
-    async with own_redis.client() as client:
-        await settled(client)
+    bot, posted, approval_id = await waiting_card(fleet, own_redis, slack)
 
     own_redis.kill()
     await wait_until(lambda: readyz_is(bot, 503), 15, "/readyz to fail")
@@ -602,13 +610,7 @@ async def test_after_a_redis_restart_the_next_click_decides(
     """Redis restarts (data kept) between a card and its click, and nothing else happens
     in between: every pooled connection died with the old server, and the click still
     decides (connections are replaced; the vote counts once)."""
-    bot = await fleet.start("a", REDIS_URL=own_redis.url)
-    await bot.send.mention(BOOK)
-    posted = await card(slack)
-    approval_id = button_value(posted, "approval_approve")
-    await slack.wait_for("chat.update", lambda args: "needs approval" in all_text(args))
-    async with own_redis.client() as client:
-        await settled(client)
+    bot, posted, approval_id = await waiting_card(fleet, own_redis, slack)
 
     own_redis.stop()
     await own_redis.start()
