@@ -722,7 +722,7 @@ class MistralStandIn:
             ]
         by_sdk = mistral_models.request_problems(path, method, body)
         if by_sdk:
-            name = mistral_models.REQUESTS[(path, method)].__name__
+            name = mistral_models.name_of(mistral_models.REQUESTS[(path, method)])
             return f"not a valid {name} (the SDK's model): {by_sdk[0]}", [
                 (["body", *loc], msg) for loc, msg in by_sdk
             ]

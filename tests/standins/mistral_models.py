@@ -33,7 +33,11 @@ _BESIDE_CHECKOUT = Path(__file__).resolve().parents[3] / "shared" / "specs" / "m
 REQUESTS: dict[tuple[str, str], type[BaseModel]] = {
     (START_PATH, "post"): models.ConversationRequest,
     (APPEND_PATH, "post"): models.ConversationAppendRequest,
+    (AGENT_PATH, "patch"): models.UpdateAgentRequest,
 }
+
+#: The spec's names of the schemas the SDK's models render, where they differ.
+SPEC_NAMES: dict[type[BaseModel], str] = {models.UpdateAgentRequest: "AgentUpdateRequest"}
 
 #: (path template, method) -> the model of a 200 response
 RESPONSES: dict[tuple[str, str], type[BaseModel]] = {
@@ -72,7 +76,20 @@ def problems(model: type[BaseModel], body: Any) -> list[tuple[list[str | int], s
         model.model_validate(body)
     except ValidationError as error:
         found += [(list(e["loc"]), e["msg"]) for e in error.errors()]
+    # the SDK's unions of tools end in a catch-all (an unknown tool type parses as anything):
+    # a function tool must still be one
+    for index, tool in enumerate(body.get("tools") or [] if isinstance(body, dict) else []):
+        if isinstance(tool, dict) and tool.get("type") == "function":
+            try:
+                models.FunctionTool.model_validate(tool)
+            except ValidationError as error:
+                found += [(["tools", index, *e["loc"]], e["msg"]) for e in error.errors()]
     return found
+
+
+def name_of(model: type[BaseModel]) -> str:
+    """The model's schema name, as the spec calls it."""
+    return SPEC_NAMES.get(model, model.__name__)
 
 
 def request_problems(path: str, method: str, body: Any) -> list[tuple[list[str | int], str]]:
