@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from bot.core.policy import Grant
 from bot.storage import keys
-from bot.storage.connections import RedisClient
+from bot.storage.connections import RedisClient, decoded
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class AuditLog:
         oldest_kept = int(now * 1000) - self.retention_ms
         appended = True
         if entry_id is None:
-            stream_id = _text(
+            stream_id = decoded(
                 await self.redis.xadd(keys.AUDIT_STREAM, entry, minid=oldest_kept, approximate=True)
             )
         else:
@@ -84,7 +84,7 @@ class AuditLog:
                 keys=[keys.audit_entry_seen(entry_id), keys.AUDIT_STREAM],
                 args=[keys.AUDIT_ENTRY_SEEN_TTL_S, oldest_kept, *pairs],
             )
-            stream_id, appended = _text(result[0]), bool(int(result[1]))
+            stream_id, appended = decoded(result[0]), bool(int(result[1]))
         logger.info(
             "audit %s by %s (approval %s, tool %s)%s",
             event,
@@ -128,10 +128,13 @@ class AuditLog:
         while True:
             rows: Any = await self.redis.xrange(keys.AUDIT_STREAM, start, end, count=page)
             for entry_id, fields in rows:
-                yield {"id": _text(entry_id), **{_text(k): _text(v) for k, v in fields.items()}}
+                yield {
+                    "id": decoded(entry_id),
+                    **{decoded(k): decoded(v) for k, v in fields.items()},
+                }
             if len(rows) < page:
                 return
-            start = "(" + _text(rows[-1][0])  # exclusive: after the last entry read
+            start = "(" + decoded(rows[-1][0])  # exclusive: after the last entry read
 
     async def entries(
         self, since: float | None = None, until: float | None = None, count: int | None = None
@@ -141,7 +144,7 @@ class AuditLog:
         end = f"{int(until * 1000)}-18446744073709551615" if until is not None else "+"
         rows: Any = await self.redis.xrange(keys.AUDIT_STREAM, start, end, count=count)
         return [
-            {"id": _text(entry_id), **{_text(k): _text(v) for k, v in fields.items()}}
+            {"id": decoded(entry_id), **{decoded(k): decoded(v) for k, v in fields.items()}}
             for entry_id, fields in rows
         ]
 
@@ -165,7 +168,3 @@ def position(stream_id: str) -> tuple[int, int]:
     """A stream id (``<ms>-<seq>``) as a pair that sorts as Redis orders entries."""
     ms, _, seq = stream_id.partition("-")
     return int(ms), int(seq or 0)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -35,7 +35,7 @@ from bot.metrics import Metrics
 from bot.storage import keys
 from bot.storage.audit import position
 from bot.storage.audit_sinks import AuditSink, FileSink, SinkError, WebhookSink
-from bot.storage.connections import RedisClient
+from bot.storage.connections import RedisClient, decoded
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class AuditShipper:
                     await self._sleep(self.poll_s)
                     continue
                 entries = [
-                    {"id": _text(entry_id), **{_text(k): _text(v) for k, v in fields.items()}}
+                    {"id": decoded(entry_id), **{decoded(k): decoded(v) for k, v in fields.items()}}
                     for entry_id, fields in rows
                 ]
                 oldest_ms = position(entries[0]["id"])[0]
@@ -221,7 +221,7 @@ class AuditShipper:
     async def _position(self, sink: AuditSink) -> str | None:
         """Where to go on from: the stored position, or further if the sink holds more."""
         stored = await self.redis.hget(keys.AUDIT_SHIPPED, sink.name)
-        cursor = _text(stored) if stored is not None else None
+        cursor = decoded(stored) if stored is not None else None
         held = await sink.delivered_up_to()
         if held is not None and (cursor is None or position(held) > position(cursor)):
             logger.warning(
@@ -244,7 +244,3 @@ class AuditShipper:
                     return
             except (RedisError, OSError) as error:
                 logger.warning("audit shipper: lock %s not renewed: %s", lock, error)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.storage.connections import RedisClient
+from bot.storage.connections import RedisClient, decoded
 
 
 class CacheStore:
@@ -18,7 +18,7 @@ class CacheStore:
     async def cached(self, key: str) -> Any | None:
         """A JSON value cached under ``key`` (see ``bot.storage.keys``), or None."""
         value = await self.redis.get(key)
-        return None if value is None else json.loads(_text(value))
+        return None if value is None else json.loads(decoded(value))
 
     async def cache(self, key: str, value: Any, ttl_s: int) -> None:
         await self.redis.set(key, json.dumps(value), ex=ttl_s)
@@ -26,7 +26,3 @@ class CacheStore:
     async def forget(self, *cache_keys: str) -> None:
         """Drop cached values (see ``bot.storage.keys``): the next read looks them up afresh."""
         await self.redis.delete(*cache_keys)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from bot.storage import keys
-from bot.storage.connections import RedisClient
+from bot.storage.connections import RedisClient, decoded
 
 
 class CallLedgerStore:
@@ -18,7 +17,7 @@ class CallLedgerStore:
     # -- approved call results (tools.CallLedger) --------------------------------------------
     async def stored_result(self, tool_call_id: str) -> str | None:
         value = await self.redis.get(keys.call_result(tool_call_id))
-        return None if value is None else _text(value)
+        return None if value is None else decoded(value)
 
     async def store_result(self, tool_call_id: str, result: str) -> None:
         await self.redis.set(keys.call_result(tool_call_id), result, ex=keys.CALL_RESULT_TTL_S)
@@ -29,7 +28,3 @@ class CallLedgerStore:
             keys.call_executing(tool_call_id), str(time.time()), nx=True, ex=keys.CALL_RESULT_TTL_S
         )
         return bool(marked)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

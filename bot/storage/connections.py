@@ -232,3 +232,8 @@ def open_sentinel(url: str, *, max_connections: int, wait_s: float = 5.0) -> red
     base: Any = pool.connection_class  # SentinelManagedConnection, or its SSL variant
     pool.connection_class = type(f"Counted{base.__name__}", (_Counted, base), {})
     return redis.Redis.from_pool(pool)
+
+
+def decoded(value: Any) -> str:
+    """A value Redis returned, as text (bytes from a client without ``decode_responses``)."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -27,7 +27,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from bot.metrics import Metrics
 from bot.storage import keys
-from bot.storage.connections import RedisClient
+from bot.storage.connections import RedisClient, decoded
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class JobQueue:
     # -- producing ---------------------------------------------------------------------------
     async def enqueue(self, kind: Kind, target: str) -> str:
         entry = await self.redis.xadd(keys.JOBS, job_fields(kind, target))  # type: ignore[arg-type]
-        return _text(entry)
+        return decoded(entry)
 
     # -- consuming ---------------------------------------------------------------------------
     @property
@@ -201,7 +201,7 @@ class JobQueue:
             if fields is None:  # deleted while pending
                 await self.redis.xack(keys.JOBS, keys.JOBS_GROUP, entry_id)
                 continue
-            if _text(entry_id) in self._running:
+            if decoded(entry_id) in self._running:
                 continue
             info = await self.redis.xpending_range(
                 keys.JOBS, keys.JOBS_GROUP, min=entry_id, max=entry_id, count=1
@@ -312,14 +312,10 @@ class JobQueue:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _job(entry_id: Any, fields: dict[Any, Any], deliveries: int) -> Job:
-    data = {_text(k): _text(v) for k, v in fields.items()}
+    data = {decoded(k): decoded(v) for k, v in fields.items()}
     kind, target = Kind(data.pop("kind")), data.pop("target")
-    return Job(_text(entry_id), kind, target, deliveries, data)
+    return Job(decoded(entry_id), kind, target, deliveries, data)
 
 
 def _about(job: Job) -> tuple[str, str, str]:

@@ -28,6 +28,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError, ResponseError
 
 from bot.storage import keys
+from bot.storage.connections import decoded
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ async def _rename_all(client: redis.Redis) -> Migrated:
     cursor: Any = 0
     while True:
         cursor, found = await client.scan(cursor, match=f"{keys.LEGACY_PREFIX}:*", count=BATCH)
-        names = [_text(name) for name in found]
+        names = [decoded(name) for name in found]
         if names:
             async with client.pipeline(transaction=False) as pipe:
                 for name in names:
@@ -111,7 +112,3 @@ async def _rename_all(client: redis.Redis) -> Migrated:
                     migrated.kept.append(name)
         if int(cursor) == 0:
             return migrated
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

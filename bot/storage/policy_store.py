@@ -6,11 +6,11 @@ import json
 import math
 import secrets
 import time
-from typing import Any, Final
+from typing import Final
 
 from bot.core.policy import Effect, Gate, Grant, Override, grant_scope
 from bot.storage import keys
-from bot.storage.connections import RedisClient
+from bot.storage.connections import RedisClient, decoded
 
 #: A Lua script rather than WATCH/MULTI: redis-py's asyncio cluster client cannot read a key
 #: between WATCH and MULTI (its watched commands are not awaited in order).
@@ -49,10 +49,6 @@ return 1
 """
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class PolicyStore:
     """Grants and overrides. Grants expire with Redis TTLs; overrides stay until reset."""
 
@@ -66,8 +62,8 @@ class PolicyStore:
         raw = await self.redis.hgetall(keys.OVERRIDES)
         found = []
         for tool, value in raw.items():
-            data = json.loads(_text(value))
-            found.append(Override(_text(tool), Effect(data["effect"]), data["by"], data["at"]))
+            data = json.loads(decoded(value))
+            found.append(Override(decoded(tool), Effect(data["effect"]), data["by"], data["at"]))
         return sorted(found, key=lambda o: o.tool)
 
     async def set_override(self, override: Override) -> None:
@@ -140,23 +136,23 @@ class PolicyStore:
             lookup = keys.grant_for(requester_id, gate.fingerprint, tool, scope)
             grant_id = await self.redis.get(lookup)
             if grant_id is not None:
-                grant = await self.get_grant(_text(grant_id))
+                grant = await self.get_grant(decoded(grant_id))
                 if grant is not None:
                     return grant
         return None
 
     async def get_grant(self, grant_id: str) -> Grant | None:
         value = await self.redis.get(keys.grant(grant_id))
-        return None if value is None else Grant.from_dict(json.loads(_text(value)))
+        return None if value is None else Grant.from_dict(json.loads(decoded(value)))
 
     async def grants(self) -> list[Grant]:
         """Every live grant, soonest to expire first."""
         await self.redis.zremrangebyscore(keys.GRANTS_ZSET, "-inf", time.time())
-        ids = [_text(i) for i in await self.redis.zrange(keys.GRANTS_ZSET, 0, -1)]
+        ids = [decoded(i) for i in await self.redis.zrange(keys.GRANTS_ZSET, 0, -1)]
         if not ids:
             return []
         values = await self.redis.mget([keys.grant(i) for i in ids])
-        return [Grant.from_dict(json.loads(_text(v))) for v in values if v is not None]
+        return [Grant.from_dict(json.loads(decoded(v))) for v in values if v is not None]
 
     async def revoke_grant(self, grant_id: str) -> Grant | None:
         """Remove a grant; the grant as it was, or None if there is no such live grant."""

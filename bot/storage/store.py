@@ -35,7 +35,7 @@ from bot.storage.approval_scripts import (
 )
 from bot.storage.cache_store import CacheStore
 from bot.storage.call_ledger import CallLedgerStore
-from bot.storage.connections import RedisClient
+from bot.storage.connections import RedisClient, decoded
 from bot.storage.thread_store import ThreadStore
 
 #: The fields of an approval that ``Store.update_approval`` writes (the scripts own the rest).
@@ -174,7 +174,7 @@ class ApprovalStore:
                 json.dumps(announcement, ensure_ascii=False) if announcement else "",
             ],
         )
-        outcome = [_text(part) for part in result]
+        outcome = [decoded(part) for part in result]
         if outcome[0] == "missing":
             raise ApprovalNotFound(request.id)
         if outcome[0] == "decided":
@@ -199,7 +199,7 @@ class ApprovalStore:
     async def recent_requests(self, user_id: str, limit: int = 10) -> list[ApprovalRequest]:
         """``user_id``'s newest requests, newest first."""
         ids = await self.redis.zrevrange(keys.requests_by(user_id), 0, limit - 1)
-        return await self.get_approvals([_text(i) for i in ids])
+        return await self.get_approvals([decoded(i) for i in ids])
 
     async def pending_count(self) -> int:
         return int(await self.redis.zcard(keys.PENDING_ZSET))
@@ -242,7 +242,7 @@ class ApprovalStore:
     async def begin_resume(self, approval_id: str) -> Resume | None:
         """Mark the request's resume running; the state found (None: the request is gone).
         Found ``running``, an earlier attempt died mid-way."""
-        found = _text(await self._begin_resume(keys=[keys.approval(approval_id)]))
+        found = decoded(await self._begin_resume(keys=[keys.approval(approval_id)]))
         return Resume(found) if found else None
 
     async def requeue_resume(self, approval_id: str) -> bool:
@@ -259,14 +259,14 @@ class ApprovalStore:
             keys=[keys.approval(approval_id), *_SCHEDULES, keys.JOBS],
             args=[approval_id, repr(at)],
         )
-        if _text(result[0]) != "expired":
+        if decoded(result[0]) != "expired":
             return None
         return await self.get_approval(approval_id)
 
     async def due(self, schedule: str, now: float, limit: int = 100) -> list[str]:
         """Ids in one of the schedules (``keys.*_ZSET``) due by ``now``, soonest first."""
         members = await self.redis.zrangebyscore(schedule, "-inf", now, start=0, num=limit)
-        return [_text(member) for member in members]
+        return [decoded(member) for member in members]
 
     async def reschedule(self, schedule: str, approval_id: str, at: float | None) -> None:
         """Next due time in ``schedule`` (None: take it off)."""
@@ -278,11 +278,7 @@ class ApprovalStore:
     async def pending_ids(self, start: int = 0, stop: int = -1) -> list[str]:
         """Undecided request ids, oldest first (``start``/``stop`` as in ZRANGE)."""
         members = await self.redis.zrange(keys.PENDING_ZSET, start, stop)
-        return [_text(member) for member in members]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+        return [decoded(member) for member in members]
 
 
 def _quorum(request: ApprovalRequest, index: int) -> int:
@@ -319,7 +315,7 @@ def _fields(request: ApprovalRequest) -> dict[FieldT, EncodableT]:
 
 def _from_fields(raw: dict[Any, Any]) -> ApprovalRequest:
     """The request from its hash: the record, with the fields the scripts own laid over it."""
-    fields = {_text(k): _text(v) for k, v in raw.items()}
+    fields = {decoded(k): decoded(v) for k, v in raw.items()}
     data = json.loads(fields["record"])
     data["status"] = fields["status"]
     data["decision"] = json.loads(fields["decision"]) if fields.get("decision") else None

@@ -13,7 +13,7 @@ from redis.commands.core import AsyncScript
 
 from bot.core.approval import MessageRef, ThreadRef
 from bot.storage import keys, record
-from bot.storage.connections import RedisClient
+from bot.storage.connections import RedisClient, decoded
 
 #: A thread marked running for longer than this was left by a dead process.
 RUN_LEASE_S: Final = 15 * 60
@@ -149,9 +149,9 @@ class ThreadStore:
                 thread.key,
             ],
         )
-        outcome = _text(result[0])
+        outcome = decoded(result[0])
         if outcome == "queued":
-            return Accepted(outcome, _text(result[1]), int(result[2]))
+            return Accepted(outcome, decoded(result[1]), int(result[2]))
         return Accepted(outcome)
 
     async def take_message(
@@ -163,9 +163,9 @@ class ThreadStore:
             keys=[keys.thread(thread_key), keys.thread_queue(thread_key)],
             args=[int(time.time()), "first" if first else ""],
         )
-        if _text(result[0]) == "idle":
+        if decoded(result[0]) == "idle":
             return None
-        return _text(result[0]) == "again", dict(json.loads(_text(result[1])))
+        return decoded(result[0]) == "again", dict(json.loads(decoded(result[1])))
 
     async def release_thread(self, thread: ThreadRef) -> bool:
         """A resume is done: a job for the messages queued meanwhile (True), or idle."""
@@ -189,11 +189,11 @@ class ThreadStore:
 
     async def placeholder(self, thread: ThreadRef) -> MessageRef | None:
         value = await self.redis.hget(keys.thread(thread.key), "placeholder")
-        return MessageRef(**json.loads(_text(value))) if value else None
+        return MessageRef(**json.loads(decoded(value))) if value else None
 
     async def conversation_id(self, thread: ThreadRef) -> str | None:
         value = await self.redis.hget(keys.thread(thread.key), "conversation_id")
-        return None if value is None else _text(value)
+        return None if value is None else decoded(value)
 
     async def set_conversation_id(self, thread: ThreadRef, conversation_id: str) -> None:
         key = keys.thread(thread.key)
@@ -204,7 +204,7 @@ class ThreadStore:
 
     async def queued_messages(self, thread: ThreadRef) -> list[dict[str, Any]]:
         items = await self.redis.lrange(keys.thread_queue(thread.key), 0, -1)
-        return [json.loads(_text(item)) for item in items]
+        return [json.loads(decoded(item)) for item in items]
 
     # -- failed turns (Retry) ----------------------------------------------------------------
     async def save_turn(self, turn_id: str, message: dict[str, Any]) -> None:
@@ -213,13 +213,9 @@ class ThreadStore:
     async def peek_turn(self, turn_id: str) -> dict[str, Any] | None:
         """A failed turn, left in place (see :meth:`take_turn`)."""
         value = await self.redis.get(keys.turn(turn_id))
-        return None if value is None else dict(json.loads(_text(value)))
+        return None if value is None else dict(json.loads(decoded(value)))
 
     async def take_turn(self, turn_id: str) -> dict[str, Any] | None:
         """Remove and return a failed turn, so that one Retry click retries it once."""
         value = await self.redis.getdel(keys.turn(turn_id))
-        return None if value is None else dict(json.loads(_text(value)))
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+        return None if value is None else dict(json.loads(decoded(value)))
