@@ -3,20 +3,17 @@ the approval flow unchanged."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests import agent_tools
-from tests.conftest import APPROVALS, MANAGER, BotUnderTest, all_text, button_value
+from tests.helpers import APPROVALS, MANAGER, BotUnderTest, all_text, button_value
 from tests.standins.mistral import MistralStandIn
 
 
 @pytest.fixture
-def config_path(tmp_path: Path, mistral: MistralStandIn) -> Path:
+def bot_config(mistral: MistralStandIn) -> str:
     agent_id = mistral.create_agent(name="Travel desk", instructions="Book what is asked.")
-    path = tmp_path / "bot.yml"
-    path.write_text(
+    return (
         f"agent_id: {agent_id}\n"
         f"approvals: {{channel: {APPROVALS}}}\n"
         "tools:\n"
@@ -25,7 +22,6 @@ def config_path(tmp_path: Path, mistral: MistralStandIn) -> Path:
         "    - ref: tests.agent_tools:book_flight\n"
         "      requires_confirmation: true\n"
     )
-    return path
 
 
 async def test_an_agent_conversation_asks_for_approval_and_resumes(bot: BotUnderTest) -> None:

@@ -10,7 +10,7 @@ import pytest
 from bot.mistral.tools import OUTCOME_UNKNOWN
 from bot.storage import keys
 from tests import agent_tools
-from tests.conftest import (
+from tests.helpers import (
     APPROVALS,
     MANAGER,
     OTHER_MANAGER,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.storage import keys
-from tests.conftest import APPROVALS, MANAGER, BotUnderTest, all_text
+from tests.helpers import APPROVALS, MANAGER, BotUnderTest, all_text
 
 CONFIG = f"""\
 model: mistral-medium-latest
@@ -41,10 +40,8 @@ JOB_FAILED = "failed; it will be retried"
 
 
 @pytest.fixture
-def config_path(tmp_path: Path) -> Path:
-    path = tmp_path / "bot.yml"
-    path.write_text(CONFIG)
-    return path
+def bot_config() -> str:
+    return CONFIG
 
 
 @pytest.fixture

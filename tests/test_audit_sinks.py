@@ -28,7 +28,7 @@ from bot.storage import keys
 from bot.storage.audit_shipper import AuditShipper
 from bot.storage.audit_sinks import SIGNATURE_HEADER, FileSink
 from bot.storage.embedded_redis import free_port
-from tests.conftest import MANAGER, BotUnderTest, all_text
+from tests.helpers import MANAGER, BotUnderTest, all_text
 
 SECRET = "webhook-secret"
 BOOK = "book a flight to Rodez"

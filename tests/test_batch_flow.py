@@ -8,13 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests import agent_tools
-from tests.conftest import (
+from tests.helpers import (
     MANAGER,
     OTHER_MANAGER,
     BotUnderTest,
@@ -65,10 +64,8 @@ OFFSITE = [
 
 
 @pytest.fixture
-def config_path(tmp_path: Path) -> Path:
-    path = tmp_path / "bot.yml"
-    path.write_text(BATCH_CONFIG)
-    return path
+def bot_config() -> str:
+    return BATCH_CONFIG
 
 
 def batch_script(turn: ModelTurn) -> list[Entry]:

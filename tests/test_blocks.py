@@ -33,7 +33,7 @@ from bot.core.approval import (
 from bot.core.policy import Approvers, Gate
 from bot.slack import blocks, modals, thread_notes
 from tests.approvals import build, outcome
-from tests.conftest import all_text
+from tests.helpers import all_text
 
 APPROVAL_ID = "0123456789abcdef01234567"
 HOSTILE = "<!channel> <@U1> <https://evil|bank> & @here"

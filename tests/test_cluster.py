@@ -21,7 +21,7 @@ from bot.storage import keys
 from bot.storage.connections import open_cluster
 from bot.storage.jobs import Job, JobQueue
 from tests import agent_tools
-from tests.conftest import (
+from tests.helpers import (
     APPROVALS,
     CONFIG,
     MANAGER,
@@ -60,11 +60,9 @@ async def cluster_client(cluster_url: str) -> AsyncIterator[RedisCluster]:
 
 
 @pytest.fixture
-def config_path(tmp_path: Path) -> Path:
-    path = tmp_path / "bot.yml"
+def bot_config() -> str:
     config = CONFIG.format(channel=APPROVALS, self_approval="false")
-    path.write_text(config + f"admins: {{users: [{ADMIN}]}}\n")
-    return path
+    return config + f"admins: {{users: [{ADMIN}]}}\n"
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.storage import keys
 from tests import agent_tools
-from tests.conftest import BotUnderTest, all_text
+from tests.helpers import BotUnderTest, all_text
 
 
 async def test_dm_is_answered_in_its_thread_replacing_the_placeholder(bot: BotUnderTest) -> None:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests import agent_tools
-from tests.conftest import (
+from tests.helpers import (
     APPROVALS,
     MANAGER,
     OTHER_MANAGER,
@@ -58,10 +57,8 @@ tools:
 
 
 @pytest.fixture
-def config_path(tmp_path: Path, self_approval: bool) -> Path:
-    path = tmp_path / "bot.yml"
-    path.write_text(PAYMENTS.replace("{self_approval}", "true" if self_approval else "false"))
-    return path
+def bot_config(self_approval: bool) -> str:
+    return PAYMENTS.replace("{self_approval}", "true" if self_approval else "false")
 
 
 def payments_script(turn: ModelTurn) -> list[Entry]:

@@ -28,7 +28,7 @@ from bot.ops.doctor.redis import version_check
 from bot.ops.doctor.scopes import BOT_SCOPES
 from bot.ops.settings import Settings
 from bot.storage.embedded_redis import free_port, redis_server_command
-from tests.conftest import APPROVALS, make_settings, served
+from tests.helpers import APPROVALS, make_settings, served
 from tests.standins.mistral import DEFAULT_MODEL, MistralStandIn
 from tests.standins.slack import SlackStandIn, manifest_bot_scopes
 

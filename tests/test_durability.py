@@ -20,7 +20,7 @@ from bot.storage.audit import BOT
 from bot.storage.embedded_redis import free_port
 from bot.storage.jobs import Kind
 from tests import agent_tools
-from tests.conftest import (
+from tests.helpers import (
     APPROVALS,
     CONFIG,
     MANAGER,
@@ -269,23 +269,14 @@ async def wait_for_pending(bot: BotUnderTest, count: int) -> None:
     raise AssertionError(f"fewer than {count} requests pending")
 
 
-REMINDING = (
-    CONFIG
-    + """\
+REMINDING = CONFIG.format(channel=APPROVALS, self_approval="false") + (
+    """\
 policy:
   defaults:
     expire_after: 3h
     remind_every: 1h
 """
 )
-
-
-@pytest.fixture
-def config_path(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
-    text = getattr(request, "param", None) or CONFIG
-    path = tmp_path / "bot.yml"
-    path.write_text(text.format(channel=APPROVALS, self_approval="false"))
-    return path
 
 
 @pytest.mark.parametrize("config_path", [REMINDING], indirect=True)

@@ -22,7 +22,7 @@ from bot.slack.edit_modal import (
     field_errors,
     submitted_values,
 )
-from tests.conftest import all_text
+from tests.helpers import all_text
 
 HOSTILE = "<!channel> <@U123> <https://x|y> & @here"
 

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from bot.mistral.tools import OUTCOME_UNKNOWN
 from bot.storage import keys
 from tests import fault_tools
-from tests.conftest import (
+from tests.helpers import (
     APPROVALS,
     MANAGER,
     OTHER_MANAGER,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SIGNING_SECRET, all_text
+from tests.helpers import SIGNING_SECRET, all_text
 from tests.processes import ROOT, Fleet
 from tests.standins.mistral import MistralStandIn
 from tests.standins.slack import SlackStandIn

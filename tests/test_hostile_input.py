@@ -19,7 +19,7 @@ import pytest
 
 from bot.storage import keys
 from tests import agent_tools
-from tests.conftest import (
+from tests.helpers import (
     APPROVALS,
     MANAGER,
     SIGNING_SECRET,

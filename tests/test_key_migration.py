@@ -15,7 +15,7 @@ from bot.ops.http_server import SERVICES
 from bot.storage import keys
 from bot.storage.key_migration import migrate_key_names, new_name
 from tests import agent_tools
-from tests.conftest import (
+from tests.helpers import (
     APPROVALS,
     MANAGER,
     REQUESTER,

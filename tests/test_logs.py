@@ -17,7 +17,7 @@ from bot import logs
 from bot.errors import ConfigError
 from bot.logs import bind, configure_logging, current_context, log_context, make_handler
 from bot.ops.settings import load_settings
-from tests.conftest import MANAGER, REQUESTER, BotUnderTest, all_text
+from tests.helpers import MANAGER, REQUESTER, BotUnderTest, all_text
 from tests.slack_sender import TEAM
 
 BOT_TOKEN = "xoxb-1234-5678-AbCdEf"

@@ -17,7 +17,7 @@ from bot.core.config import load_config
 from bot.errors import ConfigError
 from bot.mistral.mcp_servers import load_mcp_servers
 from tests import agent_tools
-from tests.conftest import (
+from tests.helpers import (
     APPROVALS,
     MANAGER,
     BotUnderTest,
@@ -61,10 +61,8 @@ def calls_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def config_path(tmp_path: Path, calls_file: Path) -> Path:
-    path = tmp_path / "bot.yml"
-    path.write_text(mcp_config(calls_file))
-    return path
+def bot_config(calls_file: Path) -> str:
+    return mcp_config(calls_file)
 
 
 def executed(calls_file: Path) -> list[dict[str, Any]]:
@@ -198,10 +196,8 @@ async def test_a_server_that_died_is_restarted_on_the_next_run(
 
 class TestAServerThatCannotStart:
     @pytest.fixture
-    def config_path(self, tmp_path: Path, calls_file: Path) -> Path:
-        path = tmp_path / "bot.yml"
-        path.write_text(mcp_config(calls_file, command="/nonexistent/mcp-server"))
-        return path
+    def bot_config(self, calls_file: Path) -> str:
+        return mcp_config(calls_file, command="/nonexistent/mcp-server")
 
     async def test_is_reported_and_the_bot_serves_its_other_tools(
         self, bot: BotUnderTest, caplog: pytest.LogCaptureFixture

@@ -22,7 +22,7 @@ from bot.storage import keys
 from bot.storage.embedded_redis import free_port, redis_server_command
 from bot.storage.store import Backlog, Store
 from tests import agent_tools
-from tests.conftest import (
+from tests.helpers import (
     APPROVALS,
     MANAGER,
     SIGNING_SECRET,
@@ -76,10 +76,8 @@ def office_script(turn: ModelTurn) -> list[Entry]:
 
 
 @pytest.fixture
-def config_path(tmp_path: Path) -> Path:
-    path = tmp_path / "bot.yml"
-    path.write_text(METRICS_CONFIG)
-    return path
+def bot_config() -> str:
+    return METRICS_CONFIG
 
 
 @pytest.fixture(autouse=True)

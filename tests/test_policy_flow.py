@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.storage import keys
 from tests import agent_tools
-from tests.conftest import (
+from tests.helpers import (
     APPROVALS,
     MANAGER,
     OUTSIDER,
@@ -69,10 +68,8 @@ tools:
 
 
 @pytest.fixture
-def config_path(tmp_path: Path) -> Path:
-    path = tmp_path / "bot.yml"
-    path.write_text(POLICY_CONFIG)
-    return path
+def bot_config() -> str:
+    return POLICY_CONFIG
 
 
 @pytest.fixture(autouse=True)

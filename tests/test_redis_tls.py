@@ -22,7 +22,7 @@ import redis
 from bot.ops.http_server import SERVICES
 from bot.storage.embedded_redis import find_redis_server, free_port
 from tests import agent_tools
-from tests.conftest import (
+from tests.helpers import (
     MANAGER,
     SIGNING_SECRET,
     BotUnderTest,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests import agent_tools
-from tests.conftest import MANAGER, REQUESTER, BotUnderTest, all_text, button_value
+from tests.helpers import MANAGER, REQUESTER, BotUnderTest, all_text, button_value
 from tests.standins.mistral import Entry, ModelTurn, function_call, message
 
 

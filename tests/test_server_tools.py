@@ -12,7 +12,7 @@ from bot.core.config import BotConfig, load_config
 from bot.core.policy import Effect, Holds, Override, Policy
 from bot.errors import ConfigError
 from bot.mistral.server_tools import ServerTool, load_server_tools
-from tests.conftest import APPROVALS, MANAGER, BotUnderTest, all_text, button_value
+from tests.helpers import APPROVALS, MANAGER, BotUnderTest, all_text, button_value
 from tests.standins.mistral import Entry, MistralStandIn, ModelTurn, function_call, message
 
 TOKEN = "ya29.secret-token"
@@ -174,13 +174,9 @@ def test_server_tool_config_errors(tmp_path: Path, tools: str, field: str, expec
 
 # -- through the bot -----------------------------------------------------------------------------
 @pytest.fixture
-def config_path(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
-) -> Path:
+def bot_config(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("GMAIL_TOKEN", TOKEN)
-    path = tmp_path / "bot.yml"
-    path.write_text(getattr(request, "param", None) or SERVER_CONFIG)
-    return path
+    return SERVER_CONFIG
 
 
 @pytest.fixture(autouse=True)

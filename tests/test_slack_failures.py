@@ -4,16 +4,13 @@ told why. Through the bot's signed endpoint, the Slack stand-in and a real Redis
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import aiohttp
 import pytest
 
 from bot.storage import keys
 from tests import agent_tools
-from tests.conftest import (
+from tests.helpers import (
     APPROVALS,
-    CONFIG,
     MANAGER,
     BotUnderTest,
     all_text,
@@ -56,15 +53,6 @@ tools:
     - ref: tests.agent_tools:book_flight
       requires_confirmation: true
 """
-
-
-@pytest.fixture
-def config_path(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
-    path = tmp_path / "bot.yml"
-    path.write_text(
-        getattr(request, "param", None) or CONFIG.format(channel=APPROVALS, self_approval="false")
-    )
-    return path
 
 
 @pytest.mark.parametrize("config_path", [PRIVATE_CONFIG], indirect=True)

@@ -19,7 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import blocks
 from bot.storage import keys
-from tests.conftest import APPROVALS, BotUnderTest, all_text, button_value
+from tests.helpers import APPROVALS, BotUnderTest, all_text, button_value
 from tests.slack_sender import TEAM
 from tests.standins.mistral import message
 from tests.standins.slack import RateLimits

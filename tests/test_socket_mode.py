@@ -14,7 +14,7 @@ from bot.mistral.tools import load_tools
 from bot.ops.cli import connect_socket_mode
 from bot.ops.services import open_services
 from bot.storage.embedded_redis import free_port
-from tests.conftest import all_text, make_settings
+from tests.helpers import all_text, make_settings
 from tests.standins.mistral import MistralStandIn
 from tests.standins.slack import SlackStandIn
 

@@ -1,0 +1,209 @@
+"""What the tests share: the people and channel they use, the default bot.yml, the running
+bot (`BotUnderTest`) and ways to read what Slack was sent. Fixtures live in conftest.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from bot.core.config import load_config
+from bot.mistral.tools import load_tools
+from bot.ops.http_server import build_web_app
+from bot.ops.services import Services, open_services
+from bot.ops.settings import Settings
+from bot.storage import keys
+from bot.storage.embedded_redis import free_port
+from tests.slack_sender import SlackSender
+from tests.standins.mistral import MistralStandIn
+from tests.standins.slack import SlackStandIn
+
+SIGNING_SECRET = "test-signing-secret"
+APPROVALS = "C0APPROVALS"
+REQUESTER = "UREQ"
+MANAGER = "UMANAGER"
+OTHER_MANAGER = "UBOSS"
+OUTSIDER = "UOUTSIDER"
+
+CONFIG = """\
+model: mistral-medium-latest
+instructions: You are a test assistant.
+approvals:
+  channel: {channel}
+  allow_self_approval: {self_approval}
+tools:
+  functions:
+    - ref: tests.agent_tools:get_weather
+    - ref: tests.agent_tools:book_flight
+      requires_confirmation: true
+    - ref: tests.agent_tools:send_note
+      requires_confirmation: true
+"""
+
+
+@dataclass
+class BotUnderTest:
+    """The running bot, what it talks to, and shortcuts to act as Slack users."""
+
+    url: str
+    send: SlackSender
+    services: Services
+    slack: SlackStandIn
+    mistral: MistralStandIn
+    redis: aioredis.Redis
+
+    async def card(self, index: int = 0) -> dict[str, Any]:
+        """The index-th approval card posted (waits for it)."""
+
+        def is_card(args: dict[str, Any]) -> bool:
+            return args.get("channel") == APPROVALS and bool(args.get("blocks"))
+
+        await self.slack.wait_for(
+            "chat.postMessage", lambda a: self.slack.count("chat.postMessage", is_card) > index
+        )
+        cards = [a for a in self.slack.calls_to("chat.postMessage") if is_card(a)]
+        return cards[index]
+
+    async def approval_id(self, index: int = 0) -> str:
+        return button_value(await self.card(index), "approval_approve")
+
+    def card_state(self, card_ts: str) -> dict[str, Any]:
+        return self.slack.messages[(APPROVALS, card_ts)]
+
+    def notes(self) -> list[str]:
+        """Every private note the bot gave, oldest first: ephemeral messages, and the notices
+        shown in the modal a button opened (Deny, Edit, Show full arguments open theirs at
+        once, then fill them in or say why not)."""
+        found: list[str] = []
+        for call in self.slack.calls:
+            view = call.args.get("view")
+            if call.method == "chat.postEphemeral":
+                found.append(str(call.args.get("text", "")))
+            elif call.method == "views.update" and isinstance(view, dict):
+                title = (view.get("title") or {}).get("text")
+                if "callback_id" not in view and title != "Full arguments":
+                    found.append(all_text(view))
+        return found
+
+    async def note(self, since: int = 0, timeout: float = 10.0) -> str:
+        """The first note after the ``since`` first ones (waits for it)."""
+        for _ in range(int(timeout / 0.02)):
+            notes = self.notes()
+            if len(notes) > since:
+                return notes[since]
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no note after the first {since}: {self.notes()}")
+
+    async def settled(self) -> None:
+        """Until no listener works after its ack and no job is queued or running."""
+        while not self.services.background.idle():
+            await asyncio.sleep(0.01)
+        await self.services.jobs.idle()
+
+    async def state_keys(self) -> list[str]:
+        """Every key the bot stored, but its job stream (which exists, empty, from start)."""
+        found = [k.decode() if isinstance(k, bytes) else str(k) for k in await self.redis.keys()]
+        return sorted(k for k in found if k != keys.JOBS)
+
+
+def button_value(message: dict[str, Any], action_id: str) -> str:
+    for block in message.get("blocks", []):
+        for element in block.get("elements", []) if block.get("type") == "actions" else []:
+            if element.get("action_id") == action_id:
+                return str(element["value"])
+    raise AssertionError(f"no {action_id} button in {message}")
+
+
+def button_block(message: dict[str, Any], action_id: str, call: int | None = 0) -> str:
+    """The block id of the ``action_id`` button of call ``call`` (None: Approve/Deny all)."""
+    scope = "all" if call is None else str(call)
+    for block in message.get("blocks", []):
+        if block.get("type") != "actions" or block.get("block_id", "").split(".")[1:2] != [scope]:
+            continue
+        if any(e.get("action_id") == action_id for e in block.get("elements", [])):
+            return str(block["block_id"])
+    raise AssertionError(f"no {action_id} button for call {scope} in {message}")
+
+
+def all_text(message: dict[str, Any]) -> str:
+    """Every text of a message and its blocks, joined (what a person reads)."""
+    parts = [str(message.get("text", ""))]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "text" and isinstance(value, str):
+                    parts.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(message.get("blocks", []))
+    return "\n".join(parts)
+
+
+def make_settings(
+    slack: SlackStandIn,
+    mistral: MistralStandIn,
+    redis_url: str,
+    config_path: Path,
+    **overrides: Any,
+) -> Settings:
+    # no audit sink unless a test wants one (the file sink would write into the cwd)
+    # preflight off: its calls to Slack and Mistral would mix with the calls a test counts
+    # posts unpaced: the stand-in applies no rate limits unless a test turns them on
+    values: dict[str, Any] = {
+        "mistral_retry_for_ms": 0,
+        "audit_sinks": "none",
+        "preflight": False,
+        "slack_posts_per_s": 1000.0,
+        **overrides,
+    }
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        slack_bot_token=slack.token,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=slack.api_url,
+        mistral_api_key="test-key",
+        mistral_server_url=mistral.url,
+        mistral_timeout_ms=5_000,
+        redis_url=redis_url,
+        bot_config=config_path,
+        **values,
+    )
+
+
+@contextlib.asynccontextmanager
+async def served(
+    settings: Settings, config_path: Path, *, start_background: bool = True
+) -> AsyncIterator[tuple[str, web.Application]]:
+    """The bot's real HTTP server on a free port, with ``settings``: its URL and app.
+    ``start_background=False``: it runs no jobs and no sweeps (as with RUN_JOBS=false)."""
+    config = load_config(config_path)
+    tools = load_tools(config, config_path)
+    app = build_web_app(
+        lambda: open_services(settings, config, tools, start_background=start_background)
+    )
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        await runner.cleanup()
+
+
+def write_config(directory: Path, text: str) -> Path:
+    """``text`` as ``bot.yml`` in ``directory``."""
+    path = directory / "bot.yml"
+    path.write_text(text)
+    return path
