@@ -1,4 +1,4 @@
-"""The approval policy: overrides, then rules in order, then the fallback for marked tools."""
+"""The approval policy: overrides, then rules in order, then the fallback for held tools."""
 
 from __future__ import annotations
 
@@ -42,9 +42,9 @@ def config(
 
 
 def policy(
-    rules: list[dict[str, Any]] | None = None, *, marked: tuple[str, ...] = (), **kwargs: Any
+    rules: list[dict[str, Any]] | None = None, *, held: tuple[str, ...] = (), **kwargs: Any
 ) -> Policy:
-    return Policy(config(rules, **kwargs), marked=marked)
+    return Policy(config(rules, **kwargs), held=held)
 
 
 def call(tool: str, arguments: dict[str, Any] | str | None = None, **facts: Any) -> Facts:
@@ -175,7 +175,7 @@ def test_an_ask_rule_overrides_the_defaults_it_sets() -> None:
 
 def test_conditional_ask_rule_that_does_not_hold_lets_the_call_run() -> None:
     rules = [{"tools": ["book_flight"], "when": "args.price > 500"}]
-    verdict = policy(rules, marked=("book_flight",)).evaluate(call("book_flight", {"price": 80}))
+    verdict = policy(rules, held=("book_flight",)).evaluate(call("book_flight", {"price": 80}))
     assert verdict.effect is Effect.ALLOW
     assert verdict.rule == "no rule's condition held"
     assert verdict.gate is None
@@ -220,9 +220,9 @@ def test_a_condition_that_errors_skips_an_allow_rule() -> None:
     assert verdict.notes[0].endswith("; skipped")
 
 
-def test_a_skipped_allow_rule_falls_back_to_the_marked_default() -> None:
+def test_a_skipped_allow_rule_falls_back_to_the_held_default() -> None:
     rules = [{"tools": ["book_flight"], "when": "args.price < 100", "decision": "allow"}]
-    verdict = policy(rules, marked=("book_flight",)).evaluate(call("book_flight", "not json"))
+    verdict = policy(rules, held=("book_flight",)).evaluate(call("book_flight", "not json"))
     assert verdict.effect is Effect.ASK
     assert verdict.rule == "defaults"
     assert verdict.gate == DEFAULT_GATE
@@ -230,7 +230,7 @@ def test_a_skipped_allow_rule_falls_back_to_the_marked_default() -> None:
 
 def test_conditional_allow_rule_that_holds_allows() -> None:
     rules = [{"tools": ["book_flight"], "when": "requester.is_admin", "decision": "allow"}]
-    p = policy(rules, marked=("book_flight",))
+    p = policy(rules, held=("book_flight",))
     allowed = p.evaluate(call("book_flight", requester_is_admin=True))
     assert allowed.effect is Effect.ALLOW
     assert allowed.rule == "rule 1 (book_flight)"
@@ -254,32 +254,32 @@ def test_deny_without_a_reason_uses_the_default_reason() -> None:
     assert "Do not retry" in DEFAULT_DENY_REASON
 
 
-def test_a_marked_tool_no_rule_names_asks_the_defaults() -> None:
-    verdict = policy(marked=("book_flight",)).evaluate(call("book_flight"))
+def test_a_held_tool_no_rule_names_asks_the_defaults() -> None:
+    verdict = policy(held=("book_flight",)).evaluate(call("book_flight"))
     assert verdict.effect is Effect.ASK
     assert verdict.rule == "defaults"
     assert verdict.gate == DEFAULT_GATE
     assert verdict.notes == ("no rule matches; the tool requires confirmation",)
 
 
-def test_an_unmarked_tool_no_rule_names_is_not_governed() -> None:
-    verdict = policy([{"tools": ["book_*"]}], marked=("book_flight",)).evaluate(call("get_weather"))
+def test_an_unheld_tool_no_rule_names_is_not_governed() -> None:
+    verdict = policy([{"tools": ["book_*"]}], held=("book_flight",)).evaluate(call("get_weather"))
     assert verdict.effect is Effect.ALLOW
     assert verdict.rule == "not governed"
     assert verdict.gate is None
     assert verdict.reason is None
 
 
-def test_a_call_marked_server_side_asks_the_defaults() -> None:
-    verdict = policy().evaluate(call("web_search"), marked=True)
+def test_a_call_held_server_side_asks_the_defaults() -> None:
+    verdict = policy().evaluate(call("web_search"), held=True)
     assert verdict.effect is Effect.ASK
     assert verdict.rule == "defaults"
     assert verdict.gate == DEFAULT_GATE
 
 
-def test_a_rule_still_decides_a_call_marked_server_side() -> None:
+def test_a_rule_still_decides_a_call_held_server_side() -> None:
     p = policy([{"tools": ["web_search"], "decision": "allow"}])
-    assert p.evaluate(call("web_search"), marked=True).effect is Effect.ALLOW
+    assert p.evaluate(call("web_search"), held=True).effect is Effect.ALLOW
 
 
 # -- overrides ----------------------------------------------------------------------------------
@@ -320,7 +320,7 @@ def test_require_wins_over_allow_when_both_match(order: str) -> None:
 
 
 def test_overrides_match_globs_and_ignore_other_tools() -> None:
-    p = policy(marked=("book_flight",))
+    p = policy(held=("book_flight",))
     overrides = [override("get_*", Effect.ASK), override("book_*", Effect.ALLOW)]
     assert p.evaluate(call("get_weather"), overrides).effect is Effect.ASK
     assert p.evaluate(call("book_hotel"), overrides).effect is Effect.ALLOW
@@ -354,18 +354,18 @@ def test_overrides_match_globs_and_ignore_other_tools() -> None:
     ],
 )
 def test_defers_by_the_first_rule_naming_the_tool(rule: dict[str, Any], expected: bool) -> None:
-    assert policy([rule], marked=("t",)).holds("t") is expected
+    assert policy([rule], held=("t",)).holds("t") is expected
     assert policy([rule]).holds("t") is expected
 
 
 def test_defers_for_tools_no_rule_names() -> None:
-    p = policy([{"tools": ["other"], "decision": "deny"}], marked=("marked",))
+    p = policy([{"tools": ["other"], "decision": "deny"}], held=("marked",))
     assert p.holds("marked") is True
     assert p.holds("unmarked") is False
 
 
 def test_defers_follows_overrides() -> None:
-    p = policy([{"tools": ["t"], "decision": "deny"}], marked=("m",))
+    p = policy([{"tools": ["t"], "decision": "deny"}], held=("m",))
     assert p.holds("t", [override("t", Effect.ALLOW)]) is False
     assert p.holds("m", [override("*", Effect.ALLOW)]) is False
     assert p.holds("free", [override("fr*", Effect.ASK)]) is True
@@ -424,13 +424,13 @@ def test_approvals_self_approval_applies_when_the_defaults_do_not_say() -> None:
 
 def test_defaults_without_an_approvals_section() -> None:
     document = {"model": "m", "policy": {"defaults": {"approvers": {"channel": "C0FIN"}}}}
-    p = Policy(BotConfig.model_validate(document), marked=["t"])
+    p = Policy(BotConfig.model_validate(document), held=["t"])
     assert p.defaults.requirements == (Approvers(channel="C0FIN"),)
     assert p.defaults.allow_self_approval is False
     assert p.evaluate(call("t")).gate == p.defaults
 
 
-def test_from_config_marks_tools_that_require_confirmation() -> None:
+def test_from_config_holds_tools_that_require_confirmation() -> None:
     document = {
         "model": "m",
         "approvals": {"channel": APPROVALS},
@@ -442,7 +442,7 @@ def test_from_config_marks_tools_that_require_confirmation() -> None:
         },
     }
     p = Policy.from_config(BotConfig.model_validate(document))
-    assert p.marked == frozenset({"book_flight"})
+    assert p.held == frozenset({"book_flight"})
     assert p.evaluate(call("book_flight")).effect is Effect.ASK
     assert p.evaluate(call("get_weather")).effect is Effect.ALLOW
 

@@ -11,7 +11,7 @@ Order of precedence for one call:
    holds decides;
 3. a tool that some ``ask``/``deny`` rule names conditionally, and none of whose conditions
    held, runs (``when: "args.price > 500"`` means "only then does a person decide");
-4. a tool marked ``requires_confirmation`` asks the default approvers; any other runs.
+4. a tool held (``requires_confirmation``) asks the default approvers; any other runs.
 
 A condition that cannot be evaluated (a missing argument, say) never loosens control: an
 ``allow`` rule is skipped, an ``ask`` or ``deny`` rule applies.
@@ -196,14 +196,14 @@ class Rule:
 class Policy:
     """The compiled policy of a config file."""
 
-    def __init__(self, config: BotConfig, marked: Iterable[str] = ()) -> None:
-        """``marked``: tools that ask the default approvers when no rule applies."""
+    def __init__(self, config: BotConfig, held: Iterable[str] = ()) -> None:
+        """``held``: tools that ask the default approvers when no rule applies."""
         self.config = config
         self.rules = tuple(
             Rule(i, rule, Condition(rule.when) if rule.when else None)
             for i, rule in enumerate(config.policy.rules)
         )
-        self.marked = frozenset(marked)
+        self.held = frozenset(held)
         defaults = config.policy.defaults
         fallback = config.approvals
         approvers = (
@@ -226,12 +226,12 @@ class Policy:
 
     @classmethod
     def from_config(cls, config: BotConfig) -> Policy:
-        marked = (
+        held = (
             entry.ref.partition(":")[2]
             for entry in config.tools.functions
             if entry.requires_confirmation
         )
-        return cls(config, marked)
+        return cls(config, held)
 
     @property
     def reads_usergroups(self) -> bool:
@@ -255,9 +255,9 @@ class Policy:
         return user_id in self.admin_users or not set(usergroups).isdisjoint(self.admin_usergroups)
 
     def literal_names(self) -> frozenset[str]:
-        """Tool names (not globs) the rules and the marked tools name."""
+        """Tool names (not globs) the rules and the held tools name."""
         patterns = [p for rule in self.rules for p in rule.config.tools]
-        return frozenset(p for p in patterns if not _GLOB.search(p)) | self.marked
+        return frozenset(p for p in patterns if not _GLOB.search(p)) | self.held
 
     # -- what -------------------------------------------------------------------------------
     def holds(self, tool: str, overrides: Sequence[Override] = ()) -> bool:
@@ -268,18 +268,18 @@ class Policy:
         for rule in self.rules:
             if rule.names(tool):
                 return rule.condition is not None or rule.effect is not Effect.ALLOW
-        return tool in self.marked
+        return tool in self.held
 
     def evaluate(
-        self, facts: Facts, overrides: Sequence[Override] = (), *, marked: bool = False
+        self, facts: Facts, overrides: Sequence[Override] = (), *, held: bool = False
     ) -> Verdict:
-        """The verdict for one call. ``marked``: the call is held regardless of the policy
+        """The verdict for one call. ``held``: the call is held regardless of the policy
         (a server-side tool configured with ``requires_confirmation``)."""
         matching = [o for o in overrides if o.matches(facts.tool)]
         required = next((o for o in matching if o.effect is Effect.ASK), None)
         if required is None and matching:
             return Verdict(Effect.ALLOW, f"override by an admin ({matching[0].tool})")
-        verdict = self._by_rules(facts, marked=marked)
+        verdict = self._by_rules(facts, held=held)
         if required is None:
             return verdict
         # ``require`` only tightens: a rule that asks keeps its approvers, quorum and grant
@@ -297,7 +297,7 @@ class Policy:
             notes=(*verdict.notes, f"{label}: the default approvers decide"),
         )
 
-    def _by_rules(self, facts: Facts, *, marked: bool) -> Verdict:
+    def _by_rules(self, facts: Facts, *, held: bool) -> Verdict:
         """The config's verdict for one call, without the admins' overrides."""
         notes: list[str] = []
         for rule in self.rules:
@@ -316,7 +316,7 @@ class Policy:
                     notes.append(f"{rule.label}: condition is false")
                     continue
             return self._verdict(rule, error, notes)
-        return self._fallback(facts.tool, notes, marked=marked)
+        return self._fallback(facts.tool, notes, held=held)
 
     def _verdict(self, rule: Rule, error: str | None, notes: list[str]) -> Verdict:
         if rule.effect is Effect.DENY:
@@ -354,7 +354,7 @@ class Policy:
             else parse_duration(config.remind_every),
         )
 
-    def _fallback(self, tool: str, notes: list[str], *, marked: bool) -> Verdict:
+    def _fallback(self, tool: str, notes: list[str], *, held: bool) -> Verdict:
         conditional = [
             r
             for r in self.rules
@@ -364,7 +364,7 @@ class Policy:
             return Verdict(
                 Effect.ALLOW, "no rule's condition held", notes=(*notes, "the tool runs")
             )
-        if marked or tool in self.marked:
+        if held or tool in self.held:
             return Verdict(
                 Effect.ASK,
                 "defaults",

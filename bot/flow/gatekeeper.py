@@ -94,7 +94,7 @@ class Gatekeeper:
         admins' overrides in force; grants do not count (an edit is a person's decision)."""
         facts = await self.facts(replace(call, arguments=arguments), requester_id, channel_id)
         return self.policy.evaluate(
-            facts, await self.policy_store.overrides(), marked=call.server_side
+            facts, await self.policy_store.overrides(), held=call.server_side
         )
 
     async def screen(
@@ -109,7 +109,7 @@ class Gatekeeper:
         gates: list[Gate] = []
         for call in calls:
             facts = await self.facts(call, requester_id, channel_id)
-            verdict = self.policy.evaluate(facts, overrides, marked=call.server_side)
+            verdict = self.policy.evaluate(facts, overrides, held=call.server_side)
             if verdict.condition_error:
                 logger.warning(
                     "%s: condition of %s not evaluated for %s: %s",

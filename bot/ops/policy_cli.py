@@ -128,7 +128,7 @@ def _usergroups(text: str) -> tuple[str, ...]:
 # -- policy check ---------------------------------------------------------------------------
 def _check(file: Path | None, load: Loader) -> int:
     settings, config, tools = load("check", file)
-    policy = Policy(config, marked=_marked(tools))
+    policy = Policy(config, held=_held_tools(tools))
     print(f"{file or settings.bot_config}: OK")
     print("\n".join(describe_policy(policy, tools)))
     return 0
@@ -136,10 +136,10 @@ def _check(file: Path | None, load: Loader) -> int:
 
 def describe_policy(policy: Policy, tools: Sequence[Tool]) -> list[str]:
     """The policy as plain-text lines: tools, rules in order, defaults, admins."""
-    marked = _marked(tools)
+    held = _held_tools(tools)
     lines = [
         f"Tools: {_names([tool.name for tool in tools])}",
-        f"Requires confirmation: {_names(marked)}",
+        f"Requires confirmation: {_names(held)}",
         "",
         "Rules, in order (the first that matches a call decides):",
     ]
@@ -179,7 +179,7 @@ def _admins(policy: Policy) -> str:
 # -- policy explain -------------------------------------------------------------------------
 def _explain(args: argparse.Namespace, load: Loader) -> int:
     _, config, tools = load("check", args.file)
-    policy = Policy(config, marked=_marked(tools))
+    policy = Policy(config, held=_held_tools(tools))
     facts = Facts(
         tool=args.tool,
         arguments=args.arguments,
@@ -300,7 +300,7 @@ def duration_text(seconds: int) -> str:
     raise AssertionError("unreachable: every whole number of seconds has a unit")
 
 
-def _marked(tools: Sequence[Tool]) -> list[str]:
+def _held_tools(tools: Sequence[Tool]) -> list[str]:
     return [tool.name for tool in tools if tool.requires_confirmation]
 
 

@@ -125,12 +125,12 @@ async def open_services(
         mcp_servers = load_mcp_servers(config, settings.bot_config)
         stack.push_async_callback(mcp_servers.aclose)
         await mcp_servers.start_all()
-        marked = [tool.name for tool in tools if tool.requires_confirmation]
-        marked += held_names(server_tools)
-        marked += [
+        held = [tool.name for tool in tools if tool.requires_confirmation]
+        held += held_names(server_tools)
+        held += [
             n for s in config.tools.mcp_servers for n in s.tool_configuration.requires_confirmation
         ]
-        policy = Policy(config, marked=marked)
+        policy = Policy(config, held=held)
         policy_store = PolicyStore(client)
         directory = Directory(store, chat, policy)
         audit = AuditLog(client, settings.audit_retention_days)

@@ -115,8 +115,8 @@ def policy_blocks(policy: Policy, overrides: Sequence[Override]) -> list[Block]:
             head += f": {_gate_summary(policy.gate_of(rule))}"
         lines.append(head)
     lines.append(f"*Defaults*: {_gate_summary(policy.defaults)}")
-    if policy.marked:
-        lines.append(f"*Tools that ask when no rule matches*: {_tools(sorted(policy.marked))}")
+    if policy.held:
+        lines.append(f"*Tools that ask when no rule matches*: {_tools(sorted(policy.held))}")
     return text_blocks("\n".join(lines))
 
 

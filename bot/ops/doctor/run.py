@@ -58,15 +58,15 @@ async def bounded(service: str, checks: Awaitable[list[Check]], timeout_s: float
 
 def policy_holds(config: BotConfig) -> Holds:
     """What the policy holds for a decision, without the admins' run-time overrides."""
-    marked = [f.ref.partition(":")[2] for f in config.tools.functions if f.requires_confirmation]
+    held = [f.ref.partition(":")[2] for f in config.tools.functions if f.requires_confirmation]
     tools = config.tools
     for configuration in (
         *(c.tool_configuration for c in tools.connectors),
         *(b.tool_configuration for b in tools.builtins),
         *(s.tool_configuration for s in tools.mcp_servers),
     ):
-        marked += configuration.requires_confirmation
-    return Holds(Policy(config, marked=marked))
+        held += configuration.requires_confirmation
+    return Holds(Policy(config, held=held))
 
 
 async def run_doctor(settings: Settings, config: BotConfig, config_path: Path) -> Report:
