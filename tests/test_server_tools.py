@@ -54,7 +54,7 @@ def test_declarations_follow_the_api_and_take_the_credential_from_the_environmen
 ) -> None:
     config, path = config_from(SERVER_CONFIG, tmp_path)
     tools = load_server_tools(config, path, {"GMAIL_TOKEN": TOKEN})
-    policy = Policy(config, marked=["gmail_search", "web_search", "news_search"])
+    policy = Policy(config, held=["gmail_search", "web_search", "news_search"])
     listed = ("gmail_search", "gmail_send", "gmail_read")  # what the API lists for gmail
     gmail, web, library = (tool.declaration(Holds(policy), listed=listed) for tool in tools)
 
@@ -77,7 +77,7 @@ def test_declarations_follow_the_api_and_take_the_credential_from_the_environmen
 def test_local_function_names_never_go_to_a_connector(tmp_path: Path) -> None:
     config, path = config_from(SERVER_CONFIG, tmp_path)
     [gmail, *_] = load_server_tools(config, path, {"GMAIL_TOKEN": TOKEN})
-    policy = Policy(config, marked=["gmail_search", "send_note"])
+    policy = Policy(config, held=["gmail_search", "send_note"])
     listed = ["gmail_search", "gmail_send", "send_note"]
     confirmations = gmail.confirmations(Holds(policy), local=["send_note"], listed=listed)
     assert confirmations == ["gmail_search", "gmail_send"]
