@@ -13,6 +13,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from bot.core.approval import ApprovalRequest
 from bot.core.config import load_config
 from bot.mistral.tools import load_tools
 from bot.ops.http_server import build_web_app
@@ -72,6 +73,10 @@ class BotUnderTest:
 
     async def approval_id(self, index: int = 0) -> str:
         return button_value(await self.card(index), "approval_approve")
+
+    async def request(self, approval_id: str) -> ApprovalRequest:
+        """The request as the bot reads it back from Redis."""
+        return await self.services.store.get_approval(approval_id)
 
     def card_state(self, card_ts: str) -> dict[str, Any]:
         return self.slack.messages[(APPROVALS, card_ts)]

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from bot.core.approval import Resume, Status
 from bot.mistral.tools import OUTCOME_UNKNOWN
 from bot.storage import keys
 from tests import agent_tools
@@ -81,7 +82,7 @@ async def test_approve_runs_the_tool_once_answers_and_updates_the_card(bot: BotU
     assert f"Approved* by <@{MANAGER}>" in text
     assert "answered in the requester's thread" in text
     assert not [b for b in final["blocks"] if b["type"] == "actions"]
-    assert (await bot.redis.hget(keys.approval(approval_id), "resume")) == "done"
+    assert (await bot.request(approval_id)).resume is Resume.DONE
     assert await bot.redis.zscore(keys.PENDING_ZSET, approval_id) is None
 
 
@@ -130,7 +131,7 @@ async def test_unauthorized_clicker_changes_nothing(bot: BotUnderTest) -> None:
     assert note["user"] == OUTSIDER
     assert "Only members of" in note["text"]
     await bot.settled()
-    assert await bot.redis.hget(keys.approval(approval_id), "status") == "pending"
+    assert (await bot.request(approval_id)).status is Status.PENDING
     assert appends(bot) == []
     # the membership answer is cached in Redis
     assert await bot.redis.get(keys.channel_members(APPROVALS)) is not None
@@ -144,7 +145,7 @@ async def test_self_approval_is_refused(bot: BotUnderTest) -> None:
     note = await bot.slack.wait_for("chat.postEphemeral")
     assert "someone else must approve" in note["text"]
     await bot.settled()
-    assert await bot.redis.hget(keys.approval(approval_id), "status") == "pending"
+    assert (await bot.request(approval_id)).status is Status.PENDING
     assert agent_tools.CALLS == []
 
 
@@ -209,8 +210,9 @@ async def test_concurrent_clicks_decide_once(bot: BotUnderTest) -> None:
     assert len(appends(bot)) == 1
     notes = bot.slack.calls_to("chat.postEphemeral")
     assert len(notes) == 9
-    decided_by = json.loads(await bot.redis.hget(keys.approval(approval_id), "decision"))
-    assert all(f"already approved by <@{decided_by['user_id']}>" in n["text"] for n in notes)
+    decision = (await bot.request(approval_id)).decision
+    assert decision is not None
+    assert all(f"already approved by <@{decision.user_id}>" in n["text"] for n in notes)
 
 
 async def test_a_click_after_the_decision_says_who_decided(bot: BotUnderTest) -> None:
@@ -253,8 +255,8 @@ async def test_a_resumed_run_that_defers_again_gets_a_new_card(bot: BotUnderTest
     await bot.settled()
     assert len(agent_tools.runs_of("book_flight")) == 1
     assert len(agent_tools.runs_of("send_note")) == 1
-    assert await bot.redis.hget(keys.approval(first), "resume") == "deferred"
-    assert await bot.redis.hget(keys.approval(second), "resume") == "done"
+    assert (await bot.request(first)).resume is Resume.DEFERRED
+    assert (await bot.request(second)).resume is Resume.DONE
 
 
 async def test_message_during_pending_approval_is_queued_then_answered_in_order(
@@ -316,8 +318,8 @@ async def test_mistral_outage_on_resume_keeps_the_decision_and_retries(bot: BotU
     )
     assert button_value(told, "approval_retry_resume") == approval_id
     await bot.settled()
-    assert await bot.redis.hget(keys.approval(approval_id), "status") == "approved"
-    assert await bot.redis.hget(keys.approval(approval_id), "resume") == "failed"
+    assert (await bot.request(approval_id)).status is Status.APPROVED
+    assert (await bot.request(approval_id)).resume is Resume.FAILED
     assert "Resuming failed" in all_text(bot.card_state(card_ts(bot)))
     assert len(agent_tools.runs_of("book_flight")) == 1
 
@@ -326,7 +328,7 @@ async def test_mistral_outage_on_resume_keeps_the_decision_and_retries(bot: BotU
     await bot.settled()
     # the approved action ran once, although the conversation was resumed twice
     assert len(agent_tools.runs_of("book_flight")) == 1
-    assert await bot.redis.hget(keys.approval(approval_id), "resume") == "done"
+    assert (await bot.request(approval_id)).resume is Resume.DONE
 
 
 async def test_long_arguments_are_truncated_with_a_full_view(bot: BotUnderTest) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bot.core.approval import Status
 from bot.storage import keys
 from tests import agent_tools
 from tests.helpers import (
@@ -180,7 +181,7 @@ async def test_a_conditional_rule_sends_a_big_purchase_to_its_approvers(
     assert "<!subteam^S0FINANCE>" in note["text"] and "Nothing was changed" in note["text"]
     await bot.settled()
     approval_id = button_value(card, "approval_approve")
-    assert await bot.redis.hget(keys.approval(approval_id), "status") == "pending"
+    assert (await bot.request(approval_id)).status is Status.PENDING
     stored = await bot.services.store.get_approval(approval_id)
     assert stored.voters == set()
 
@@ -326,7 +327,7 @@ async def test_the_card_shows_quorum_progress_and_a_second_click_by_the_same_per
     assert "already" in note["text"]
     await bot.settled()
     assert agent_tools.runs_of("buy") == []
-    assert await bot.redis.hget(keys.approval(approval_id), "status") == "pending"
+    assert (await bot.request(approval_id)).status is Status.PENDING
 
 
 async def test_one_deny_vetoes_a_quorum(bot: BotUnderTest) -> None:
@@ -345,7 +346,7 @@ async def test_one_deny_vetoes_a_quorum(bot: BotUnderTest) -> None:
     )
     await answer(bot, "Done: Over budget")
     assert agent_tools.runs_of("buy") == []
-    assert await bot.redis.hget(keys.approval(approval_id), "status") == "denied"
+    assert (await bot.request(approval_id)).status is Status.DENIED
 
 
 # -- grants ----------------------------------------------------------------------------------
@@ -430,7 +431,7 @@ async def test_a_tampered_grant_duration_changes_nothing(bot: BotUnderTest) -> N
     note = await bot.slack.wait_for("chat.postEphemeral")
     assert "not offered" in note["text"]
     await bot.settled()
-    assert await bot.redis.hget(keys.approval(approval_id), "status") == "pending"
+    assert (await bot.request(approval_id)).status is Status.PENDING
     assert await bot.services.console.grants(ADMIN) == []
 
 
