@@ -55,3 +55,20 @@ def test_no_module_is_over_500_lines() -> None:
         if (n := len(path.read_text().splitlines())) > 500
     }
     assert long == {}
+
+
+def test_only_storage_and_ops_import_redis() -> None:
+    """The flow, the Slack side, the Mistral side and the core know Redis only through
+    bot.storage (its failures as ``STORAGE_ERRORS``); ops wires it and the doctor checks it."""
+    wrong: list[str] = []
+    for package in ("core", "mistral", "flow", "slack"):
+        for path in sorted((BOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names = [node.module]
+                elif isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                if any(name == "redis" or name.startswith("redis.") for name in names):
+                    wrong.append(str(path.relative_to(BOT.parent)))
+    assert wrong == []

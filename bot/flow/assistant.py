@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TypeVar
 
-from redis.exceptions import RedisError
-
 from bot.core.approval import (
     ApprovalRequest,
     Auto,
@@ -43,6 +41,7 @@ from bot.metrics import Metrics
 from bot.mistral.runner import AgentRunner, Answer, Outcome
 from bot.mistral.tools import Report
 from bot.storage.audit import BOT, POLICY
+from bot.storage.connections import STORAGE_ERRORS
 from bot.storage.jobs import Job, JobQueue, Kind
 from bot.storage.store import Store, redis_error
 from bot.storage.thread_store import Accepted
@@ -98,7 +97,7 @@ class Assistant:
             return await self.store.accept_message(
                 message.thread, message.to_dict(), event_id, needs_conversation=needs_conversation
             )
-        except (RedisError, OSError) as error:
+        except STORAGE_ERRORS as error:
             raise self.metrics.upstream_failed(redis_error(error)) from error
 
     async def acknowledge(self, message: IncomingMessage, accepted: Accepted) -> None:

@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from bot.core.approval import ApprovalRequest, Decision, Edit, Status
 from bot.core.arguments import canonical_arguments
 from bot.core.editing import EditedArguments
@@ -24,10 +22,14 @@ from bot.flow.chat import Chat
 from bot.flow.gatekeeper import Gatekeeper
 from bot.flow.reporting import about_request, quietly
 from bot.metrics import Metrics, RequestOutcome
+from bot.storage.connections import STORAGE_ERRORS
 from bot.storage.jobs import Job
 from bot.storage.store import Action, Cast, Store, VoteOutcome
 
 logger = logging.getLogger(__name__)
+
+#: what a listener or service reports to a person instead of raising
+_FAILURES: tuple[type[Exception], ...] = (ApprovalError, *STORAGE_ERRORS)
 
 
 @dataclass(frozen=True)
@@ -368,7 +370,7 @@ class Decisions:
         """Show a request's card as it stands (after a click on an outdated one)."""
         try:
             await self.refresh_card(approval_id)
-        except (ApprovalError, RedisError, OSError) as error:
+        except _FAILURES as error:
             logger.warning("approval %s: card not refreshed: %r", approval_id, error)
 
     async def refresh_card(self, approval_id: str) -> None:

@@ -13,12 +13,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from redis.exceptions import RedisError
-
 from bot.core.policy import Approvers, Gate, Policy
 from bot.errors import UpstreamError
 from bot.flow.chat import Chat
 from bot.storage import keys
+from bot.storage.connections import STORAGE_ERRORS
 from bot.storage.store import Store
 
 logger = logging.getLogger(__name__)
@@ -102,7 +101,7 @@ class Directory:
     async def _forget(self, *cache_keys: str) -> None:
         try:
             await self.store.forget(*cache_keys)
-        except (RedisError, OSError) as error:
+        except STORAGE_ERRORS as error:
             # the cached copy then lapses with its TTL (keys.CHANNEL_MEMBERS_TTL_S)
             logger.error("could not drop cached members %s: %r", cache_keys, error)
 

@@ -9,14 +9,16 @@ from collections.abc import Awaitable
 from contextlib import AbstractContextManager
 from typing import TypeVar
 
-from redis.exceptions import RedisError
-
 from bot.core.approval import ApprovalRequest
 from bot.errors import UpstreamError
 from bot.flow.chat import IncomingMessage
 from bot.logs import log_context
+from bot.storage.connections import STORAGE_ERRORS
 
 logger = logging.getLogger(__name__)
+
+#: what a listener or service reports to a person instead of raising
+_FAILURES: tuple[type[Exception], ...] = (UpstreamError, *STORAGE_ERRORS)
 
 T = TypeVar("T")
 
@@ -25,7 +27,7 @@ async def quietly(call: Awaitable[T]) -> T | None:
     """Run a chat (or audit) call whose failure must not stop the flow; log what failed."""
     try:
         return await call
-    except (UpstreamError, RedisError, OSError) as error:
+    except _FAILURES as error:
         logger.error("call failed, continuing: %r", error)
         return None
 

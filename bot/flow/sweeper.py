@@ -10,42 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Final
 
-from redis.exceptions import RedisError
-
 from bot.flow.assistant import Assistant
 from bot.logs import log_context
 from bot.storage import keys
-from bot.storage.connections import RedisClient
+from bot.storage.connections import STORAGE_ERRORS, RedisClient
+from bot.storage.sweeper_lock import SweeperLock
 
 logger = logging.getLogger(__name__)
-
-#: Deletes the lock only if this sweeper still holds it.
-_RELEASE: Final = """
--- KEYS[1]: the sweeper lock
--- ARGV[1]: this sweeper's owner token
--- returns 1 if the lock was deleted, 0 if this sweeper did not hold it
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-#: Extends the lock only if this sweeper still holds it.
-_RENEW: Final = """
--- KEYS[1]: the sweeper lock
--- ARGV[1]: this sweeper's owner token
--- ARGV[2]: the lock's new time to live, in milliseconds
--- returns 1 if the lock was extended, 0 if another process holds it (or nobody does)
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
 
 #: Requests handled per schedule and sweep; the rest wait for the next sweep.
 BATCH: Final = 500
@@ -70,14 +45,10 @@ class Sweeper:
         *,
         lock_ttl_ms: int = keys.SWEEPER_LOCK_TTL_MS,
     ) -> None:
-        self.redis = client
         self.assistant = assistant
         self.store = assistant.store
         self.interval_s = interval_s
-        self.owner = secrets.token_hex(8)
-        self._release = client.register_script(_RELEASE)
-        self._renew = client.register_script(_RENEW)
-        self.lock_ttl_ms = lock_ttl_ms
+        self.lock = SweeperLock(client, lock_ttl_ms)
         #: renew the lock this often while a sweep runs (a third of its lifetime)
         self.renew_every_s = lock_ttl_ms / 3000
         self._stopping = asyncio.Event()
@@ -103,7 +74,7 @@ class Sweeper:
         while not self._stopping.is_set():
             try:
                 await self.sweep()
-            except (RedisError, OSError) as error:
+            except STORAGE_ERRORS as error:
                 logger.warning("sweep skipped: Redis failed: %s", error)
             except Exception:  # a bug: log it whole, sweep again next time
                 logger.exception("sweep failed")
@@ -113,8 +84,7 @@ class Sweeper:
     async def sweep(self, now: float | None = None) -> Swept:
         """One sweep, if no other process is sweeping. ``now``: the time to sweep at."""
         now = time.time() if now is None else now
-        acquired = await self.redis.set(keys.SWEEPER_LOCK, self.owner, nx=True, px=self.lock_ttl_ms)
-        if not acquired:
+        if not await self.lock.acquire():
             return Swept(locked=True)
         swept = Swept()
         held = asyncio.Event()
@@ -126,8 +96,8 @@ class Sweeper:
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
-            with contextlib.suppress(RedisError, OSError):
-                await self._release(keys=[keys.SWEEPER_LOCK], args=[self.owner])
+            with contextlib.suppress(*STORAGE_ERRORS):
+                await self.lock.release()
         if swept.expired or swept.reminded or swept.posted:
             logger.info(
                 "sweep: %d expired, %d reminded, %d cards posted",
@@ -168,10 +138,8 @@ class Sweeper:
         while held.is_set():
             await asyncio.sleep(self.renew_every_s)
             try:
-                extended = await self._renew(
-                    keys=[keys.SWEEPER_LOCK], args=[self.owner, self.lock_ttl_ms]
-                )
-            except (RedisError, OSError) as error:
+                extended = await self.lock.renew()
+            except STORAGE_ERRORS as error:
                 logger.warning("sweeper lock not renewed (Redis failed): %s", error)
                 continue
             if not extended:

@@ -33,7 +33,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MaxConnectionsError
+from redis.exceptions import MaxConnectionsError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
@@ -42,6 +42,10 @@ from bot.storage import keys
 #: The client every part of the bot shares: one Redis server (standalone, or the primary
 #: Sentinel names), or a Redis Cluster.
 RedisClient: TypeAlias = redis.Redis | RedisCluster
+
+#: What a Redis failure raises (a command refused, the server down or unreachable). Code
+#: outside bot.storage catches these instead of importing redis itself.
+STORAGE_ERRORS: Final[tuple[type[Exception], ...]] = (RedisError, OSError)
 
 
 @dataclass

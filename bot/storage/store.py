@@ -332,7 +332,7 @@ def _from_fields(raw: dict[Any, Any]) -> ApprovalRequest:
     return record.from_dict(data)
 
 
-def redis_error(error: RedisError | OSError) -> UpstreamError:
+def redis_error(error: Exception) -> UpstreamError:
     return UpstreamError("redis", f"Redis failed: {error}")
 
 

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.models.views import View
 
@@ -38,8 +37,12 @@ from bot.slack import blocks, modals
 from bot.slack.adapter import SlackChat
 from bot.slack.background import Background
 from bot.slack.edit_modal import edit_modal
+from bot.storage.connections import STORAGE_ERRORS
 
 logger = logging.getLogger(__name__)
+
+#: what a listener or service reports to a person instead of raising
+_FAILURES: tuple[type[Exception], ...] = (UpstreamError, *STORAGE_ERRORS)
 
 _ID = re.compile(r"^[0-9a-f]{24}$")
 
@@ -297,7 +300,7 @@ def _listener(
         except ApprovalError as error:
             await _answer(ack, answer_first)
             await _refused(assistant, chat, click, action_id, error)
-        except (UpstreamError, RedisError, OSError) as error:
+        except _FAILURES as error:
             logger.error("%s on %s failed: %r", action_id, click.target_id, error)
             await _answer(ack, answer_first)
             failed = (

@@ -6,7 +6,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.core.approval import ApprovalRequest
@@ -19,8 +18,12 @@ from bot.slack.adapter import SlackChat
 from bot.slack.background import Background
 from bot.slack.edit_modal import EDIT_MODAL, field_errors, submitted_values
 from bot.slack.listeners.actions import explain, summary, tell
+from bot.storage.connections import STORAGE_ERRORS
 
 logger = logging.getLogger(__name__)
+
+#: what a listener or service reports to a person instead of raising
+_FAILURES: tuple[type[Exception], ...] = (UpstreamError, *STORAGE_ERRORS)
 
 _OUTDATED = (
     "Someone else edited or decided this call while the form was open. Cancel, and open "
@@ -174,7 +177,7 @@ async def _record(
         logger.info("%s by %s refused: %r", what, user, error)
         await tell(chat, user, await channel(), explain(error))
         return None
-    except (UpstreamError, RedisError, OSError) as error:
+    except _FAILURES as error:
         await ack()
         logger.error("%s by %s failed: %r", what, user, error)
         note = ":warning: Something went wrong on our side; nothing was changed. Please try again."
