@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from bench.stack import APPROVALS, DM, MANAGER, REQUESTER, Stack, cards
 from bot.slack import blocks
 from bot.storage import keys
-from tests.conftest import all_text, button_block
+from tests.helpers import all_text, button_block
 from tests.processes import ROOT, wait_until
 from tests.slack_sender import button_actions
 

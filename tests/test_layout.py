@@ -72,3 +72,11 @@ def test_only_storage_and_ops_import_redis() -> None:
                 if any(name == "redis" or name.startswith("redis.") for name in names):
                     wrong.append(str(path.relative_to(BOT.parent)))
     assert wrong == []
+
+
+def test_the_benchmark_imports() -> None:
+    """bench/ reuses the tests' stand-ins and helpers: a move among them must not break it."""
+    import importlib
+
+    for module in ("bench.measure", "bench.stack", "bench.load", "bench.floor", "bench.report"):
+        importlib.import_module(module)
