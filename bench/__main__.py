@@ -188,6 +188,8 @@ async def _sweep(stack: Stack) -> dict[str, Any]:
         mistral_server_url=stack.mistral.url,
         redis_url=stack.redis_url,
         bot_config=config_path,
+        # each expiry updates its card: unpaced, as the stand-in limits no rate
+        slack_posts_per_s=1000.0,
     )
     tools = load_tools(config, config_path)
     async with open_services(settings, config, tools, start_background=False) as services:
