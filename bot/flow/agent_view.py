@@ -1,0 +1,393 @@
+"""The requester's thread as Slack shows AI agents: a native status while the model works,
+each tool call a task of a streamed reply (waiting for a person, approved by @x, denied,
+expired, decided by a rule, run), then the answer streamed as Markdown.
+
+``AgentView`` is the ``Chat`` the orchestrator talks to. Where a thread is shown natively
+(an assistant thread Slack opened, or every thread with ``assistant.native: everywhere``),
+it shows the run through Slack's AI-app methods (``AgentSurface``); anywhere else, and in a
+workspace where Slack refuses those methods, it hands every call to the plain ``Chat`` (the
+placeholder, edited into the answer). A refusal is remembered per workspace for
+``NATIVE_OFF_TTL_S`` (bot.storage.keys), so one failed call, not every message, pays for it.
+
+The stream open in a thread and the steps shown in it are kept in Redis
+(``AgentThreadStore``): a resume in another process continues the thread, and a step is
+shown only when it changed. Updates are batched: at most one append a second per stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Final
+
+from bot.core.approval import ApprovalRequest, MessageRef, ThreadRef, excerpt
+from bot.core.config import AssistantConfig
+from bot.core.steps import Step, StepState, as_decided, awaiting, decided
+from bot.errors import UpstreamError
+from bot.flow.chat import AgentSurface, Chat, IncomingMessage
+from bot.storage.agent_threads import AgentThread, AgentThreadStore
+
+logger = logging.getLogger(__name__)
+
+#: At most one append a second per stream (Slack's guidance for streamed messages; the
+#: methods' tiers allow bursts, a long run must not rely on them).
+APPEND_INTERVAL_S: Final = 1.0
+#: Errors after which a workspace gets the placeholder messages for a while: the app, its
+#: token or the workspace's plan cannot use Slack's AI-app methods.
+UNAVAILABLE: Final = frozenset(
+    {
+        "unknown_method",
+        "not_allowed_token_type",
+        "feature_not_enabled",
+        "missing_scope",
+        "not_allowed",
+        "method_deprecated",
+        "access_denied",
+        "team_access_not_granted",
+        "no_permission",
+    }
+)
+#: Slack's answer to an append or a stop on a stream that has ended (stopped, or timed out
+#: server-side): a new stream is started in the same thread instead.
+NOT_STREAMING: Final = "message_not_in_streaming_state"
+
+THINKING: Final = "is thinking…"
+WAITING: Final = "is waiting for a person's approval…"
+
+
+@dataclass
+class _Batch:
+    """Steps of one thread not sent yet, and when the thread's stream was last written."""
+
+    steps: dict[str, Step] = field(default_factory=dict)
+    sent_at: float = float("-inf")
+    status_at: float = float("-inf")
+    timer: asyncio.Task[None] | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class AgentView:
+    """Implements ``Chat``: natively where Slack allows it, else through ``plain``."""
+
+    def __init__(
+        self,
+        plain: Chat,
+        surface: AgentSurface,
+        store: AgentThreadStore,
+        config: AssistantConfig,
+    ) -> None:
+        self.plain = plain
+        self.surface = surface
+        self.store = store
+        self.config = config
+        self._batches: dict[str, _Batch] = {}
+
+    # -- Slack's assistant threads ----------------------------------------------------------
+    async def thread_started(self, thread: ThreadRef, user_id: str) -> None:
+        """Slack opened an assistant thread for ``user_id``: show it natively from now on,
+        and offer the configured prompts."""
+        if self.config.native == "off" or await self.store.native_off(thread.team_id):
+            return
+        await self.store.begin(thread, user_id, thread.team_id)
+        prompts = [(p.title, p.message) for p in self.config.suggested_prompts]
+        if not prompts:
+            return
+        try:
+            await self.surface.set_suggested_prompts(thread, self.config.prompts_title, prompts)
+        except UpstreamError as error:
+            await self._refused(thread, error)
+
+    # -- the run ----------------------------------------------------------------------------
+    async def show_working(
+        self, thread: ThreadRef, message: IncomingMessage | None = None
+    ) -> MessageRef | None:
+        state = await self._begin(thread, message)
+        if state is None:
+            return await self.plain.show_working(thread, message)
+        try:
+            await self.surface.set_status(thread, THINKING)
+            if message is not None and thread.channel_id.startswith("D"):
+                if await self.store.set_titled(thread):
+                    await self.surface.set_title(thread, excerpt(message.text))
+        except UpstreamError as error:
+            if await self._refused(thread, error):
+                return await self.plain.show_working(thread, message)
+        return None
+
+    async def show_step(
+        self, thread: ThreadRef, step: Step, request: ApprovalRequest | None = None
+    ) -> None:
+        if await self._state(thread) is None:
+            return
+        step = as_decided(step, request)
+        if step.state is StepState.IN_PROGRESS:
+            await self._status(thread, f"is running {step.tool[:60]}…")
+        await self._queue(thread, [step])
+
+    async def show_decisions(self, request: ApprovalRequest) -> None:
+        thread = request.thread
+        if request.placeholder is not None or await self._state(thread) is None:
+            return  # a thread of plain messages heard it from tell_decided
+        try:
+            await self._queue(thread, decided(request), now=True)
+        except UpstreamError as error:
+            await self._refused(thread, error)
+            await self.plain.tell_decided(request)
+
+    async def post_answer(
+        self, thread: ThreadRef, markdown: str, placeholder: MessageRef | None
+    ) -> None:
+        if placeholder is not None or await self._state(thread) is None:
+            await self.plain.post_answer(thread, markdown, placeholder)
+            return
+        try:
+            await self._end(
+                thread, markdown or "_(the model returned no text)_", StepState.COMPLETE
+            )
+        except UpstreamError as error:
+            logger.warning("thread %s: streamed answer failed (%r); posted", thread.key, error)
+            await self._refused(thread, error)
+            await self.plain.post_answer(thread, markdown, None)
+
+    async def post_failure(
+        self,
+        thread: ThreadRef,
+        problem: str,
+        placeholder: MessageRef | None,
+        retry_turn_id: str | None,
+    ) -> None:
+        if placeholder is None and await self._state(thread) is not None:
+            await self._end_quietly(thread, StepState.ERROR)
+        await self.plain.post_failure(thread, problem, placeholder, retry_turn_id)
+
+    # -- approvals --------------------------------------------------------------------------
+    async def post_card(self, request: ApprovalRequest) -> MessageRef:
+        if request.placeholder is None and await self._state(request.thread) is not None:
+            await self._status(request.thread, WAITING)
+        return await self.plain.post_card(request)
+
+    async def tell_awaiting(self, request: ApprovalRequest) -> None:
+        thread = request.thread
+        if request.placeholder is not None or await self._state(thread) is None:
+            await self.plain.tell_awaiting(request)
+            return
+        try:
+            # the stream ends here: a person may take hours, a stream is not kept open
+            await self._queue(thread, awaiting(request), flush=False)
+            await self._end(thread, "", None)
+        except UpstreamError as error:
+            await self._refused(thread, error)
+            await self.plain.tell_awaiting(request)
+
+    async def tell_card_failed(
+        self, request: ApprovalRequest, problem: str, fix: str | None = None
+    ) -> None:
+        if request.placeholder is None and await self._state(request.thread) is not None:
+            await self._queue(request.thread, awaiting(request), flush=False)
+            await self._end_quietly(request.thread, None)
+        await self.plain.tell_card_failed(request, problem, fix)
+
+    async def tell_decided(self, request: ApprovalRequest) -> None:
+        if request.placeholder is None and await self._state(request.thread) is not None:
+            return  # shown as steps when the conversation resumes (show_decisions)
+        await self.plain.tell_decided(request)
+
+    async def tell_policy(self, request: ApprovalRequest) -> None:
+        thread = request.thread
+        if request.placeholder is not None or await self._state(thread) is None:
+            await self.plain.tell_policy(request)
+            return
+        try:
+            await self._queue(thread, decided(request), now=True)
+        except UpstreamError as error:
+            await self._refused(thread, error)
+            await self.plain.tell_policy(request)
+
+    async def tell_resume_failed(self, request: ApprovalRequest, problem: str) -> None:
+        if request.placeholder is None and await self._state(request.thread) is not None:
+            await self._end_quietly(request.thread, StepState.ERROR)
+        await self.plain.tell_resume_failed(request, problem)
+
+    # -- plain messages, as before ----------------------------------------------------------
+    async def tell_queued(self, message: IncomingMessage, busy_state: str, position: int) -> None:
+        await self.plain.tell_queued(message, busy_state, position)
+
+    async def update_card(self, request: ApprovalRequest) -> None:
+        await self.plain.update_card(request)
+
+    async def permalink(self, message: MessageRef) -> str | None:
+        return await self.plain.permalink(message)
+
+    async def channel_members(self, channel_id: str) -> set[str]:
+        return await self.plain.channel_members(channel_id)
+
+    async def usergroup_members(self, usergroup_id: str) -> set[str]:
+        return await self.plain.usergroup_members(usergroup_id)
+
+    async def usergroups(self) -> dict[str, set[str]]:
+        return await self.plain.usergroups()
+
+    async def remind(self, request: ApprovalRequest) -> None:
+        await self.plain.remind(request)
+
+    async def tell_outcome_unknown(self, request: ApprovalRequest, names: list[str]) -> None:
+        await self.plain.tell_outcome_unknown(request, names)
+
+    async def tell_user(self, user_id: str, text: str, channel_id: str | None = None) -> None:
+        await self.plain.tell_user(user_id, text, channel_id)
+
+    # -- inside -----------------------------------------------------------------------------
+    async def _begin(
+        self, thread: ThreadRef, message: IncomingMessage | None
+    ) -> AgentThread | None:
+        """The thread's native state, begun now when every thread is shown natively."""
+        state = await self._state(thread)
+        if state is not None or message is None or self.config.native != "everywhere":
+            return state
+        if await self.store.native_off(thread.team_id):
+            return None
+        await self.store.begin(thread, message.user_id, thread.team_id)
+        return await self.store.get(thread)
+
+    async def _state(self, thread: ThreadRef) -> AgentThread | None:
+        """The thread's native state; None where it is shown with plain messages."""
+        if self.config.native == "off" or await self.store.native_off(thread.team_id):
+            return None
+        return await self.store.get(thread)
+
+    async def _refused(self, thread: ThreadRef, error: UpstreamError) -> bool:
+        """Slack refused a native method. True when the thread (and, for an unavailable
+        method, the workspace for a while) goes back to plain messages; False for a
+        passing failure (the thread stays native, the caller shows this one plainly)."""
+        if error.code in UNAVAILABLE:
+            logger.warning(
+                "Slack refused its AI-app methods in %s (%s): plain messages for a while",
+                thread.team_id,
+                error.code,
+            )
+            await self.store.set_native_off(thread.team_id, error.code or "refused")
+            await self.store.end(thread)
+            return True
+        if error.fix is not None:  # permanent, for this thread (its channel, say)
+            logger.warning("thread %s: plain messages from now on: %r", thread.key, error)
+            await self.store.end(thread)
+            return True
+        logger.warning("thread %s: a native call failed: %r", thread.key, error)
+        return False
+
+    async def _status(self, thread: ThreadRef, status: str) -> None:
+        """Set the native status, at most once a second per thread; never raises."""
+        batch = self._batch(thread)
+        now = time.monotonic()
+        if now - batch.status_at < APPEND_INTERVAL_S:
+            return
+        batch.status_at = now
+        try:
+            await self.surface.set_status(thread, status)
+        except UpstreamError as error:
+            await self._refused(thread, error)
+
+    def _batch(self, thread: ThreadRef) -> _Batch:
+        if len(self._batches) > 1000:  # idle threads need no entry
+            self._batches = {
+                key: batch
+                for key, batch in self._batches.items()
+                if batch.steps or batch.lock.locked()
+            }
+        return self._batches.setdefault(thread.key, _Batch())
+
+    async def _queue(
+        self, thread: ThreadRef, steps: Sequence[Step], *, now: bool = False, flush: bool = True
+    ) -> None:
+        """Keep the steps not shown as they are yet; send them now if the stream was not
+        written in the last second (or ``now``), else when that second is over."""
+        batch = self._batch(thread)
+        for step in steps:
+            if await self.store.claim_step(thread, step):
+                batch.steps[step.tool_call_id] = step
+        if not flush or not batch.steps:
+            return
+        wait_s = batch.sent_at + APPEND_INTERVAL_S - time.monotonic()
+        if now or wait_s <= 0:
+            await self._flush(thread)
+        elif batch.timer is None or batch.timer.done():
+            batch.timer = asyncio.create_task(self._flush_later(thread, wait_s))
+
+    async def _flush_later(self, thread: ThreadRef, wait_s: float) -> None:
+        await asyncio.sleep(wait_s)
+        try:
+            await self._flush(thread)
+        except (UpstreamError, OSError) as error:  # display only: the run goes on
+            logger.warning("thread %s: steps not shown: %r", thread.key, error)
+        except Exception:  # a background task: nobody else would see it
+            logger.exception("thread %s: steps not shown", thread.key)
+
+    async def _flush(self, thread: ThreadRef, markdown: str = "", *, stop: bool = False) -> None:
+        """Send the batched steps (and ``markdown``) to the thread's stream, starting one if
+        none is open; ``stop``: end it. A stream Slack ended meanwhile is replaced once."""
+        batch = self._batch(thread)
+        async with batch.lock:
+            steps = list(batch.steps.values())
+            batch.steps.clear()
+            for attempt in (1, 2):
+                try:
+                    await self._send(thread, steps, markdown, stop=stop)
+                    break
+                except UpstreamError as error:
+                    if error.code != NOT_STREAMING or attempt == 2:
+                        raise
+                    logger.info("thread %s: its stream had ended; starting another", thread.key)
+                    await self.store.set_stream(thread, None)
+            batch.sent_at = time.monotonic()
+
+    async def _send(
+        self, thread: ThreadRef, steps: list[Step], markdown: str, *, stop: bool
+    ) -> None:
+        state = await self.store.get(thread)
+        if state is None:
+            return
+        ts = state.stream_ts
+        if ts is None:
+            if not (steps or markdown):
+                return  # nothing to show, nothing to stop
+            ts = await self.surface.start_stream(
+                thread, state.requester, steps, self.config.task_display
+            )
+            await self.store.set_stream(thread, ts)
+            steps = []
+        if stop:
+            await self.surface.stop_stream(thread, ts, steps, markdown)
+            await self.store.set_stream(thread, None)
+        elif steps or markdown:
+            await self.surface.append_stream(thread, ts, steps, markdown)
+
+    async def _end(self, thread: ThreadRef, markdown: str, unfinished: StepState | None) -> None:
+        """End the thread's stream with ``markdown``; steps still in progress end as
+        ``unfinished`` (complete after an answer, error after a failure; None: as they are)."""
+        batch = self._batch(thread)
+        if batch.timer is not None:
+            batch.timer.cancel()
+        if unfinished is not None:
+            ended = [
+                replace(step, state=unfinished, summary=_ended(step.summary, unfinished))
+                for step in (await self.store.steps(thread)).values()
+                if step.state is StepState.IN_PROGRESS
+            ]
+            await self._queue(thread, ended, flush=False)
+        await self._flush(thread, markdown, stop=True)
+
+    async def _end_quietly(self, thread: ThreadRef, unfinished: StepState | None) -> None:
+        try:
+            await self._end(thread, "", unfinished)
+        except UpstreamError as error:
+            await self._refused(thread, error)
+            await self.store.set_stream(thread, None)
+
+
+def _ended(summary: str, state: StepState) -> str:
+    base = summary.removesuffix("; running").removesuffix("Running").rstrip("; ")
+    word = "done" if state is StepState.COMPLETE else "interrupted"
+    return f"{base}; {word}" if base else word.capitalize()
