@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from bot.core.approval import ApprovalRequest, Auto, Status, ToolCall
+from bot.core.approval import ApprovalRequest, Auto, Status
 
 
 class StepState(StrEnum):
@@ -43,6 +43,8 @@ class Step:
     output: str | None = None
     link: str | None = None
     where: str | None = None
+    rule: str | None = None  # the policy rule that decided it (from the config)
+    then: str | None = None  # what happened once it was decided: running, done, failed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,10 +63,6 @@ def ran(tool_call_id: str, tool: str, result: str | None) -> Step:
     return Step(tool_call_id, tool, StepState.COMPLETE, "Done", output=result)
 
 
-def _rule(call: ToolCall) -> str | None:
-    return call.rule or None
-
-
 def awaiting(request: ApprovalRequest) -> list[Step]:
     """The calls that wait for people: pending, with where they wait and the card."""
     return [
@@ -73,7 +71,6 @@ def awaiting(request: ApprovalRequest) -> list[Step]:
             call.name,
             StepState.PENDING,
             "Waiting for approval",
-            reason=_rule(call),
             link=request.card_link,
             where=request.approvals_channel,
         )
@@ -84,26 +81,22 @@ def awaiting(request: ApprovalRequest) -> list[Step]:
 def decided(request: ApprovalRequest) -> list[Step]:
     """Each call as people or the policy decided it, before the conversation resumes: an
     approved one is in progress (it runs next), a denied or expired one ended."""
-    steps: list[Step] = []
-    for index in range(len(request.calls)):
-        step = decided_step(request, index)
-        if step is not None:
-            steps.append(step)
-    return steps
+    steps = [decided_step(request, index) for index in range(len(request.calls))]
+    return [step for step in steps if step is not None]
 
 
 def decided_step(request: ApprovalRequest, index: int) -> Step | None:
     """Call ``index`` of ``request`` as decided; None while undecided."""
     call, decision = request.calls[index], request.decisions[index]
     base = Step(call.tool_call_id, call.name, StepState.IN_PROGRESS, "", link=request.card_link)
+    rule = call.rule or None
     if call.auto is Auto.DENY:
-        return replace(
-            base, state=StepState.ERROR, summary="Denied by the policy", reason=_why(call)
-        )
+        denied = "Denied by the policy"
+        return replace(base, state=StepState.ERROR, summary=denied, rule=rule, reason=call.note)
     if call.auto is Auto.GRANT:
-        return replace(base, summary="Allowed by a grant", reason=_rule(call))
+        return replace(base, summary="Allowed by a grant", rule=rule)
     if call.auto is Auto.ALLOW:
-        return replace(base, summary="Allowed by the policy", reason=_rule(call))
+        return replace(base, summary="Allowed by the policy", rule=rule)
     if decision.status is Status.APPROVED:
         edited = " with changed arguments" if decision.edit is not None else ""
         return replace(base, summary=f"Approved{edited}", by_user=decision.user_id)
@@ -124,11 +117,6 @@ def decided_step(request: ApprovalRequest, index: int) -> Step | None:
     return None
 
 
-def _why(call: ToolCall) -> str | None:
-    parts = [part for part in (call.rule, call.note) if part]
-    return ": ".join(parts) or None
-
-
 def as_decided(step: Step, request: ApprovalRequest | None) -> Step:
     """A step a resumed run shows, with how its call was decided (who approved it, which
     rule allowed it), so that running it does not hide the decision."""
@@ -138,18 +126,13 @@ def as_decided(step: Step, request: ApprovalRequest | None) -> Step:
     before = decided_step(request, index)
     if before is None:
         return step
-    if step.state is StepState.IN_PROGRESS:
-        return replace(
-            step,
-            summary=f"{before.summary}; running",
-            by_user=before.by_user,
-            reason=before.reason,
-            link=before.link,
-        )
+    then = "running" if step.state is StepState.IN_PROGRESS else step.summary.lower()
     return replace(
         step,
-        summary=f"{before.summary}; {step.summary.lower()}",
+        summary=before.summary,
+        then=then,
         by_user=before.by_user,
         reason=before.reason,
+        rule=before.rule,
         link=before.link,
     )

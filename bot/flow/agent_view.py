@@ -166,7 +166,7 @@ class AgentView:
     # -- approvals --------------------------------------------------------------------------
     async def post_card(self, request: ApprovalRequest) -> MessageRef:
         if request.placeholder is None and await self._state(request.thread) is not None:
-            await self._status(request.thread, WAITING)
+            await self._status(request.thread, WAITING, always=True)
         return await self.plain.post_card(request)
 
     async def tell_awaiting(self, request: ApprovalRequest) -> None:
@@ -278,11 +278,12 @@ class AgentView:
         logger.warning("thread %s: a native call failed: %r", thread.key, error)
         return False
 
-    async def _status(self, thread: ThreadRef, status: str) -> None:
-        """Set the native status, at most once a second per thread; never raises."""
+    async def _status(self, thread: ThreadRef, status: str, *, always: bool = False) -> None:
+        """Set the native status (a running tool's at most once a second per thread, the
+        others ``always``); never raises."""
         batch = self._batch(thread)
         now = time.monotonic()
-        if now - batch.status_at < APPEND_INTERVAL_S:
+        if not always and now - batch.status_at < APPEND_INTERVAL_S:
             return
         batch.status_at = now
         try:
@@ -372,7 +373,7 @@ class AgentView:
             batch.timer.cancel()
         if unfinished is not None:
             ended = [
-                replace(step, state=unfinished, summary=_ended(step.summary, unfinished))
+                _ended(step, unfinished)
                 for step in (await self.store.steps(thread)).values()
                 if step.state is StepState.IN_PROGRESS
             ]
@@ -387,7 +388,10 @@ class AgentView:
             await self.store.set_stream(thread, None)
 
 
-def _ended(summary: str, state: StepState) -> str:
-    base = summary.removesuffix("; running").removesuffix("Running").rstrip("; ")
+def _ended(step: Step, state: StepState) -> Step:
+    """A step still in progress when its stream ends: done after an answer (a server-side
+    call the run made), interrupted after a failure."""
     word = "done" if state is StepState.COMPLETE else "interrupted"
-    return f"{base}; {word}" if base else word.capitalize()
+    if step.summary == "Running":
+        return replace(step, state=state, summary=word.capitalize())
+    return replace(step, state=state, then=word)

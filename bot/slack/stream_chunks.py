@@ -54,8 +54,12 @@ def task_chunk(step: Step) -> TaskUpdateChunk:
         details += f" by <@{step.by_user}>"
     if step.where:
         details += f" in <#{step.where}>"
+    if step.rule:
+        details += f" (rule: {inert(_cut(step.rule, 80))})"
     if step.reason:
         details += f": {inert(_cut(step.reason, DETAILS_LIMIT // 2))}"
+    if step.then:
+        details += f"; {step.then}"
     sources = (
         [UrlSourceElement(url=step.link, text="Approval request")]
         if step.link and step.link.startswith("https://")
