@@ -44,8 +44,9 @@ assistant:
 
 
 @pytest.fixture
-def bot_config() -> str:
-    return CONFIG.format(channel=APPROVALS, self_approval="false") + ASSISTANT
+def bot_config(self_approval: bool) -> str:
+    allowed = "true" if self_approval else "false"
+    return CONFIG.format(channel=APPROVALS, self_approval=allowed) + ASSISTANT
 
 
 async def start_thread(send: SlackSender, user: str = REQUESTER) -> str:
@@ -345,3 +346,86 @@ async def test_an_outsider_cannot_decide_from_anywhere(bot: BotUnderTest) -> Non
     await bot.settled()
     assert agent_tools.runs_of("book_flight") == []
     assert await bot.redis.hget(keys.approval(approval_id), "status") == "pending"
+
+
+# -- approvals in the requester's thread ------------------------------------------------------
+def thread_card(slack: SlackStandIn, thread_ts: str) -> dict[str, Any]:
+    """The message with the request's buttons in the requester's thread, as it is now."""
+    [found] = [
+        m
+        for (channel, _), m in slack.messages.items()
+        if channel == DM and m.get("thread_ts") == thread_ts and m.get("bot_id")
+    ]
+    return found
+
+
+def approve_block(message: dict[str, Any]) -> str:
+    for block in message.get("blocks", []):
+        if any(e.get("action_id") == "approval_approve" for e in block.get("elements", [])):
+            return str(block["block_id"])
+    raise AssertionError(f"no Approve button in {message}")
+
+
+@pytest.mark.parametrize("self_approval", [True])
+async def test_a_requester_who_may_decide_does_so_in_their_thread(bot: BotUnderTest) -> None:
+    thread_ts = await ask(bot, "book a flight to Rodez")
+    approval_id = await bot.approval_id()
+    await bot.slack.wait_for("chat.postMessage", lambda a: a.get("thread_ts") == thread_ts)
+    await bot.settled()
+    in_thread = thread_card(bot.slack, thread_ts)
+    assert button_value(in_thread, "approval_approve") == approval_id
+    assert f"<#{APPROVALS}>" in all_text(in_thread)
+
+    await bot.send.click(
+        "approval_approve",
+        approval_id,
+        user=REQUESTER,
+        channel=DM,
+        message_ts=in_thread["ts"],
+        block_id=approve_block(in_thread),
+    )
+    await stopped(bot.slack, 2)
+    await bot.settled()
+
+    assert agent_tools.runs_of("book_flight") == [{"destination": "Rodez", "date": "2026-12-01"}]
+    decided = thread_card(bot.slack, thread_ts)  # the same message, its buttons gone
+    assert not [b for b in decided["blocks"] if b["type"] == "actions"]
+    assert f"approved by <@{REQUESTER}>" in all_text(decided)
+    assert f"Approved* by <@{REQUESTER}>" in all_text(bot.card_state(_card_ts(bot)))
+    [task] = bot.slack.ai.thread(DM, thread_ts)[-1].task_list()
+    assert task["details"] == f"Approved by <@{REQUESTER}>; done"
+
+
+@pytest.mark.parametrize("self_approval", [True])
+async def test_someone_not_allowed_clicking_the_thread_button_changes_nothing(
+    bot: BotUnderTest,
+) -> None:
+    thread_ts = await ask(bot, "book a flight to Rodez")
+    approval_id = await bot.approval_id()
+    await bot.slack.wait_for("chat.postMessage", lambda a: a.get("thread_ts") == thread_ts)
+    await bot.settled()
+    in_thread = thread_card(bot.slack, thread_ts)
+
+    reply = await bot.send.click(
+        "approval_approve",
+        approval_id,
+        user=OUTSIDER,
+        channel=DM,
+        message_ts=in_thread["ts"],
+        block_id=approve_block(in_thread),
+    )
+    assert reply.status == 200
+    note = await bot.note()
+    assert "Only members of" in note
+    await bot.settled()
+    assert await bot.redis.hget(keys.approval(approval_id), "status") == "pending"
+    assert agent_tools.runs_of("book_flight") == []
+    assert len(bot.slack.ai.thread(DM, thread_ts)) == 1  # nothing resumed
+
+
+async def test_no_thread_buttons_where_the_requester_may_not_decide(bot: BotUnderTest) -> None:
+    thread_ts = await ask(bot, "book a flight to Rodez")
+    await bot.card()
+    await stopped(bot.slack)
+    await bot.settled()
+    assert plain_posts_in(bot.slack, thread_ts) == []

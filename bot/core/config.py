@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from bot.core.assistant_config import AssistantConfig
 from bot.core.conditions import Condition, ConditionError
 from bot.errors import ConfigError
 
@@ -288,26 +289,6 @@ class ToolsConfig(_Section):
         if repeated:
             raise ValueError(f"MCP server names repeat: {', '.join(repeated)}; fix: rename")
         return self
-
-
-class SuggestedPrompt(_Section):
-    """A prompt Slack offers when someone opens a thread with the bot."""
-
-    title: str = Field(min_length=1, max_length=75, description="what the button says")
-    message: str = Field(min_length=1, max_length=2000, description="what it sends")
-
-
-class AssistantConfig(_Section):
-    """How the bot shows itself as a Slack AI app: status, streamed steps, prompts."""
-
-    #: where the thread shows Slack's status, streamed steps and answer instead of the
-    #: placeholder messages: the assistant threads Slack opens (the AI side panel), every
-    #: thread (channels too), or nowhere
-    native: Literal["assistant_threads", "everywhere", "off"] = "assistant_threads"
-    #: ``plan``: every step of an answer together; ``timeline``: steps among the text
-    task_display: Literal["plan", "timeline"] = "plan"
-    prompts_title: str = Field(default="Try asking", min_length=1, max_length=75)
-    suggested_prompts: list[SuggestedPrompt] = Field(default_factory=list, max_length=4)
 
 
 class BotConfig(_Section):

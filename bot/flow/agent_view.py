@@ -19,12 +19,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
 from bot.core.approval import ApprovalRequest, MessageRef, ThreadRef, excerpt
-from bot.core.config import AssistantConfig
+from bot.core.assistant_config import AssistantConfig
 from bot.core.steps import Step, StepState, as_decided, awaiting, decided
 from bot.errors import UpstreamError
 from bot.flow.chat import AgentSurface, Chat, IncomingMessage
@@ -83,6 +83,9 @@ class AgentView:
         self.surface = surface
         self.store = store
         self.config = config
+        #: the waiting calls of a request a person may decide (Decisions.decidable), set
+        #: once the decisions service exists: it talks to people through this view
+        self.decidable: Callable[[ApprovalRequest, str], Awaitable[list[int]]] | None = None
         self._batches: dict[str, _Batch] = {}
 
     # -- Slack's assistant threads ----------------------------------------------------------
@@ -181,6 +184,27 @@ class AgentView:
         except UpstreamError as error:
             await self._refused(thread, error)
             await self.plain.tell_awaiting(request)
+        await self._post_thread_card(request)
+
+    async def _post_thread_card(self, request: ApprovalRequest) -> None:
+        """The request's buttons in the requester's thread too, where the config says so
+        (by default: where the requester may decide a call). A click there goes through
+        the same checks and the same atomic vote as one on the card."""
+        mode = self.config.thread_approvals
+        if mode == "never" or await self.store.thread_card(request.id) is not None:
+            return
+        if mode == "when_requester_decides":
+            mine = (
+                await self.decidable(request, request.requester.user_id) if self.decidable else []
+            )
+            if not mine:
+                return
+        try:
+            ref = await self.surface.post_thread_card(request)
+        except UpstreamError as error:
+            logger.warning("approval %s: no buttons in the thread: %r", request.id, error)
+            return
+        await self.store.set_thread_card(request.id, ref)
 
     async def tell_card_failed(
         self, request: ApprovalRequest, problem: str, fix: str | None = None
@@ -216,7 +240,11 @@ class AgentView:
         await self.plain.tell_queued(message, busy_state, position)
 
     async def update_card(self, request: ApprovalRequest) -> None:
+        """The card, and the request's buttons in the requester's thread if it has them."""
         await self.plain.update_card(request)
+        message = await self.store.thread_card(request.id)
+        if message is not None:
+            await self.surface.update_thread_card(message, request)
 
     async def permalink(self, message: MessageRef) -> str | None:
         return await self.plain.permalink(message)

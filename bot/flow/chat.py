@@ -148,3 +148,9 @@ class AgentSurface(Protocol):
         self, thread: ThreadRef, ts: str, steps: Sequence[Step], markdown: str = ""
     ) -> None:
         """End the stream with its last steps and Markdown."""
+
+    async def post_thread_card(self, request: ApprovalRequest) -> MessageRef:
+        """The request's buttons, in the requester's thread (the card's own block ids)."""
+
+    async def update_thread_card(self, message: MessageRef, request: ApprovalRequest) -> None:
+        """Show the request as it stands in that message (no buttons once decided)."""

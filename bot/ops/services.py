@@ -149,6 +149,7 @@ async def open_services(
         # the requester's thread as Slack shows AI apps, plain messages where it cannot
         agent_view = AgentView(chat, chat, AgentThreadStore(client), config.assistant)
         assistant = Assistant(store, runner, agent_view, gatekeeper, jobs, metrics)
+        agent_view.decidable = assistant.decisions.decidable
         console = Console(store, gatekeeper, assistant.decisions)
         background = Background()
         bolt = build_bolt_app(

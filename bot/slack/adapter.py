@@ -461,3 +461,12 @@ class SlackChat:
         if found:
             args["chunks"] = found
         await self._call("chat.stopStream", **args)
+
+    async def post_thread_card(self, request: ApprovalRequest) -> MessageRef:
+        text, message_blocks = thread_notes.thread_card(request)
+        thread = request.thread
+        return await self._post(thread.channel_id, text, thread.thread_ts, message_blocks)
+
+    async def update_thread_card(self, message: MessageRef, request: ApprovalRequest) -> None:
+        text, message_blocks = thread_notes.thread_card(request)
+        await self._update(message, text, message_blocks)

@@ -12,7 +12,7 @@ from typing import Final
 
 from redis.commands.core import AsyncScript
 
-from bot.core.approval import ThreadRef
+from bot.core.approval import MessageRef, ThreadRef
 from bot.core.steps import Step, StepState
 from bot.storage import keys
 from bot.storage.connections import RedisClient, decoded
@@ -106,6 +106,15 @@ class AgentThreadStore:
     async def set_titled(self, thread: ThreadRef) -> bool:
         """Mark the thread titled; False when it was already (only the first message titles)."""
         return bool(await self.redis.hsetnx(keys.agent_thread(thread.key), "titled", "1"))
+
+    async def set_thread_card(self, approval_id: str, ref: MessageRef) -> None:
+        """The message with the request's buttons in its requester's thread."""
+        value = json.dumps({"channel_id": ref.channel_id, "ts": ref.ts})
+        await self.redis.set(keys.thread_card(approval_id), value, ex=keys.DECIDED_APPROVAL_TTL_S)
+
+    async def thread_card(self, approval_id: str) -> MessageRef | None:
+        value = await self.redis.get(keys.thread_card(approval_id))
+        return MessageRef(**json.loads(decoded(value))) if value is not None else None
 
     async def claim_step(self, thread: ThreadRef, step: Step) -> bool:
         """Record ``step`` as shown in the thread; False when it was shown as it is already

@@ -240,6 +240,9 @@ AGENT_STEPS: Final = f"{PREFIX}:agent-steps:"
 #: for ``NATIVE_OFF_TTL_S``, then the methods are tried again (a plan may change).
 NATIVE_OFF: Final = f"{PREFIX}:native-off:"
 NATIVE_OFF_TTL_S: Final = 3600
+#: String: the message with a request's buttons in its requester's thread (JSON ref), to
+#: update it as the card is. Kept as long as a decided request (DECIDED_APPROVAL_TTL_S).
+THREAD_CARD: Final = f"{PREFIX}:thread-card:"
 
 
 def agent_thread(thread_key: str) -> str:
@@ -252,3 +255,7 @@ def agent_steps(thread_key: str) -> str:
 
 def native_off(team_id: str) -> str:
     return NATIVE_OFF + team_id
+
+
+def thread_card(approval_id: str) -> str:
+    return THREAD_CARD + approval_id
