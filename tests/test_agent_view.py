@@ -429,3 +429,24 @@ async def test_no_thread_buttons_where_the_requester_may_not_decide(bot: BotUnde
     await stopped(bot.slack)
     await bot.settled()
     assert plain_posts_in(bot.slack, thread_ts) == []
+
+
+async def test_a_long_run_is_batched_within_slacks_rate_limits(bot: BotUnderTest) -> None:
+    from tests.standins.slack import RateLimits
+
+    bot.slack.rate_limits = RateLimits()  # Slack's own tiers: startStream 20 a minute...
+    rounds = [
+        [function_call("get_weather", {"city": f"City{r}x{c}"}) for c in range(5)] for r in range(4)
+    ]
+    bot.mistral.script = scripted(*rounds, [message("Twenty forecasts.")])
+    thread_ts = await ask(bot, "weather everywhere")
+    await stopped(bot.slack)
+    await bot.settled()
+
+    tasks = bot.slack.ai.tasks(DM, thread_ts)
+    assert len(tasks) == 20 and {t["status"] for t in tasks.values()} == {"complete"}
+    assert len(agent_tools.runs_of("get_weather")) == 20
+    writes = [c for c in bot.slack.calls if c.method.startswith("chat.") and "Stream" in c.method]
+    assert len(writes) <= 12 < 40  # 40 step changes (running, then done), batched
+    assert [c for c in bot.slack.calls if c.status == 429] == []
+    assert bot.slack.ai.text(DM, thread_ts) == "Twenty forecasts."
