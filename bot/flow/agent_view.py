@@ -66,6 +66,8 @@ class _Batch:
     sent_at: float = float("-inf")
     status_at: float = float("-inf")
     timer: asyncio.Task[None] | None = None
+    #: the timer still waits (cancelling it then loses nothing; once it sends, it may not)
+    timer_waits: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -346,7 +348,12 @@ class AgentView:
             batch.timer = asyncio.create_task(self._flush_later(thread, wait_s))
 
     async def _flush_later(self, thread: ThreadRef, wait_s: float) -> None:
-        await asyncio.sleep(wait_s)
+        batch = self._batch(thread)
+        batch.timer_waits = True
+        try:
+            await asyncio.sleep(wait_s)
+        finally:
+            batch.timer_waits = False
         try:
             await self._flush(thread)
         except (UpstreamError, OSError) as error:  # display only: the run goes on
@@ -397,8 +404,8 @@ class AgentView:
         """End the thread's stream with ``markdown``; steps still in progress end as
         ``unfinished`` (complete after an answer, error after a failure; None: as they are)."""
         batch = self._batch(thread)
-        if batch.timer is not None:
-            batch.timer.cancel()
+        if batch.timer is not None and batch.timer_waits:
+            batch.timer.cancel()  # what it would send goes with the end
         if unfinished is not None:
             ended = [
                 _ended(step, unfinished)
