@@ -1,11 +1,16 @@
 """The streamed reply's chunks: steps as task cards and the answer as Markdown, inert and
-within limits, validated by slack_sdk's models. Pure: no Slack."""
+within limits, validated by slack_sdk's models; and bot.yml's assistant section. Pure."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from slack_sdk.models.messages.chunk import Chunk
 
+from bot.core.config import load_config
 from bot.core.steps import Step, StepState, ran
+from bot.errors import ConfigError
 from bot.slack import stream_chunks
 from bot.slack.stream_chunks import MARKDOWN_LIMIT, ZWSP, inert, markdown_pieces, task_chunk
 
@@ -57,3 +62,24 @@ def test_a_long_answer_is_cut_at_line_ends_within_the_limit() -> None:
     assert len(pieces) > 1 and all(len(p) <= MARKDOWN_LIMIT for p in pieces)
     assert "".join(pieces) == answer
     assert all(p.startswith("\n") for p in pieces[1:])
+
+
+def test_the_assistant_section_is_checked_like_the_rest_of_bot_yml(tmp_path: Path) -> None:
+    path = tmp_path / "bot.yml"
+    path.write_text(
+        "model: m\n"
+        "approvals: {channel: C0APPROVALS}\n"
+        "assistant:\n"
+        "  native: sometimes\n"
+        "  suggested_prompts:\n"
+        "    - {title: Hi}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    problems = "\n".join(caught.value.problems)
+    assert "assistant.native (line 4)" in problems
+    assert "assistant.suggested_prompts.0.message" in problems
+    path.write_text("model: m\napprovals: {channel: C0APPROVALS}\n")
+    defaults = load_config(path).assistant
+    assert (defaults.native, defaults.task_display) == ("assistant_threads", "plan")
+    assert defaults.thread_approvals == "when_requester_decides"

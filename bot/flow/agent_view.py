@@ -11,30 +11,28 @@ placeholder, edited into the answer). A refusal is remembered per workspace for
 
 The stream open in a thread and the steps shown in it are kept in Redis
 (``AgentThreadStore``): a resume in another process continues the thread, and a step is
-shown only when it changed. Updates are batched: at most one append a second per stream.
+shown only when it changed; ``StreamWriter`` (bot.flow.stream_writer) writes them, batched.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable
 from typing import Final
+
+from redis.exceptions import RedisError
 
 from bot.core.approval import ApprovalRequest, MessageRef, ThreadRef, excerpt
 from bot.core.assistant_config import AssistantConfig
 from bot.core.steps import Step, StepState, as_decided, awaiting, decided
 from bot.errors import UpstreamError
 from bot.flow.chat import AgentSurface, Chat, IncomingMessage
+from bot.flow.stream_writer import StreamWriter
 from bot.storage.agent_threads import AgentThread, AgentThreadStore
 
 logger = logging.getLogger(__name__)
 
-#: At most one append a second per stream (Slack's guidance for streamed messages; the
-#: methods' tiers allow bursts, a long run must not rely on them).
-APPEND_INTERVAL_S: Final = 1.0
 #: Errors after which a workspace gets the placeholder messages for a while: the app, its
 #: token or the workspace's plan cannot use Slack's AI-app methods.
 UNAVAILABLE: Final = frozenset(
@@ -50,25 +48,11 @@ UNAVAILABLE: Final = frozenset(
         "no_permission",
     }
 )
-#: Slack's answer to an append or a stop on a stream that has ended (stopped, or timed out
-#: server-side): a new stream is started in the same thread instead.
-NOT_STREAMING: Final = "message_not_in_streaming_state"
+#: A running tool's status changes at most this often per thread.
+STATUS_INTERVAL_S: Final = 1.0
 
 THINKING: Final = "is thinking…"
 WAITING: Final = "is waiting for a person's approval…"
-
-
-@dataclass
-class _Batch:
-    """Steps of one thread not sent yet, and when the thread's stream was last written."""
-
-    steps: dict[str, Step] = field(default_factory=dict)
-    sent_at: float = float("-inf")
-    status_at: float = float("-inf")
-    timer: asyncio.Task[None] | None = None
-    #: the timer still waits (cancelling it then loses nothing; once it sends, it may not)
-    timer_waits: bool = False
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class AgentView:
@@ -88,7 +72,10 @@ class AgentView:
         #: the waiting calls of a request a person may decide (Decisions.decidable), set
         #: once the decisions service exists: it talks to people through this view
         self.decidable: Callable[[ApprovalRequest, str], Awaitable[list[int]]] | None = None
-        self._batches: dict[str, _Batch] = {}
+        #: writes the steps and answers, batched, to each thread's stream
+        self.writer = StreamWriter(surface, store, config.task_display)
+        #: when each thread's status last changed (a running tool's, once a second)
+        self._status_at: dict[str, float] = {}
 
     # -- Slack's assistant threads ----------------------------------------------------------
     async def thread_started(self, thread: ThreadRef, user_id: str) -> None:
@@ -130,14 +117,14 @@ class AgentView:
         step = as_decided(step, request)
         if step.state is StepState.IN_PROGRESS:
             await self._status(thread, f"is running {step.tool[:60]}…")
-        await self._queue(thread, [step])
+        await self.writer.queue(thread, [step])
 
     async def show_decisions(self, request: ApprovalRequest) -> None:
         thread = request.thread
         if request.placeholder is not None or await self._state(thread) is None:
             return  # a thread of plain messages heard it from tell_decided
         try:
-            await self._queue(thread, decided(request), now=True)
+            await self.writer.queue(thread, decided(request), now=True)
         except UpstreamError as error:
             await self._refused(thread, error)
             await self.plain.tell_decided(request)
@@ -149,7 +136,7 @@ class AgentView:
             await self.plain.post_answer(thread, markdown, placeholder)
             return
         try:
-            await self._end(
+            await self.writer.end(
                 thread, markdown or "_(the model returned no text)_", StepState.COMPLETE
             )
         except UpstreamError as error:
@@ -181,8 +168,8 @@ class AgentView:
             return
         try:
             # the stream ends here: a person may take hours, a stream is not kept open
-            await self._queue(thread, awaiting(request), flush=False)
-            await self._end(thread, "", None)
+            await self.writer.queue(thread, awaiting(request), flush=False)
+            await self.writer.end(thread, "", None)
         except UpstreamError as error:
             await self._refused(thread, error)
             await self.plain.tell_awaiting(request)
@@ -212,7 +199,7 @@ class AgentView:
         self, request: ApprovalRequest, problem: str, fix: str | None = None
     ) -> None:
         if request.placeholder is None and await self._state(request.thread) is not None:
-            await self._queue(request.thread, awaiting(request), flush=False)
+            await self.writer.queue(request.thread, awaiting(request), flush=False)
             await self._end_quietly(request.thread, None)
         await self.plain.tell_card_failed(request, problem, fix)
 
@@ -227,7 +214,7 @@ class AgentView:
             await self.plain.tell_policy(request)
             return
         try:
-            await self._queue(thread, decided(request), now=True)
+            await self.writer.queue(thread, decided(request), now=True)
         except UpstreamError as error:
             await self._refused(thread, error)
             await self.plain.tell_policy(request)
@@ -283,10 +270,17 @@ class AgentView:
         return await self.store.get(thread)
 
     async def _state(self, thread: ThreadRef) -> AgentThread | None:
-        """The thread's native state; None where it is shown with plain messages."""
-        if self.config.native == "off" or await self.store.native_off(thread.team_id):
+        """The thread's native state; None where it is shown with plain messages, and when
+        Redis cannot say (an answer is then posted plainly rather than lost)."""
+        if self.config.native == "off":
             return None
-        return await self.store.get(thread)
+        try:
+            if await self.store.native_off(thread.team_id):
+                return None
+            return await self.store.get(thread)
+        except (RedisError, OSError) as error:
+            logger.warning("thread %s: shown plainly, Redis did not answer: %r", thread.key, error)
+            return None
 
     async def _refused(self, thread: ThreadRef, error: UpstreamError) -> bool:
         """Slack refused a native method. True when the thread (and, for an unavailable
@@ -311,122 +305,23 @@ class AgentView:
     async def _status(self, thread: ThreadRef, status: str, *, always: bool = False) -> None:
         """Set the native status (a running tool's at most once a second per thread, the
         others ``always``); never raises."""
-        batch = self._batch(thread)
         now = time.monotonic()
-        if not always and now - batch.status_at < APPEND_INTERVAL_S:
+        if (
+            not always
+            and now - self._status_at.get(thread.key, -STATUS_INTERVAL_S) < STATUS_INTERVAL_S
+        ):
             return
-        batch.status_at = now
+        if len(self._status_at) > 1000:  # idle threads need no entry
+            self._status_at.clear()
+        self._status_at[thread.key] = now
         try:
             await self.surface.set_status(thread, status)
         except UpstreamError as error:
             await self._refused(thread, error)
 
-    def _batch(self, thread: ThreadRef) -> _Batch:
-        if len(self._batches) > 1000:  # idle threads need no entry
-            self._batches = {
-                key: batch
-                for key, batch in self._batches.items()
-                if batch.steps or batch.lock.locked()
-            }
-        return self._batches.setdefault(thread.key, _Batch())
-
-    async def _queue(
-        self, thread: ThreadRef, steps: Sequence[Step], *, now: bool = False, flush: bool = True
-    ) -> None:
-        """Keep the steps not shown as they are yet; send them now if the stream was not
-        written in the last second (or ``now``), else when that second is over."""
-        batch = self._batch(thread)
-        for step in steps:
-            if await self.store.claim_step(thread, step):
-                batch.steps[step.tool_call_id] = step
-        if not flush or not batch.steps:
-            return
-        wait_s = batch.sent_at + APPEND_INTERVAL_S - time.monotonic()
-        if now or wait_s <= 0:
-            await self._flush(thread)
-        elif batch.timer is None or batch.timer.done():
-            batch.timer = asyncio.create_task(self._flush_later(thread, wait_s))
-
-    async def _flush_later(self, thread: ThreadRef, wait_s: float) -> None:
-        batch = self._batch(thread)
-        batch.timer_waits = True
-        try:
-            await asyncio.sleep(wait_s)
-        finally:
-            batch.timer_waits = False
-        try:
-            await self._flush(thread)
-        except (UpstreamError, OSError) as error:  # display only: the run goes on
-            logger.warning("thread %s: steps not shown: %r", thread.key, error)
-        except Exception:  # a background task: nobody else would see it
-            logger.exception("thread %s: steps not shown", thread.key)
-
-    async def _flush(self, thread: ThreadRef, markdown: str = "", *, stop: bool = False) -> None:
-        """Send the batched steps (and ``markdown``) to the thread's stream, starting one if
-        none is open; ``stop``: end it. A stream Slack ended meanwhile is replaced once."""
-        batch = self._batch(thread)
-        async with batch.lock:
-            steps = list(batch.steps.values())
-            batch.steps.clear()
-            for attempt in (1, 2):
-                try:
-                    await self._send(thread, steps, markdown, stop=stop)
-                    break
-                except UpstreamError as error:
-                    if error.code != NOT_STREAMING or attempt == 2:
-                        raise
-                    logger.info("thread %s: its stream had ended; starting another", thread.key)
-                    await self.store.set_stream(thread, None)
-            batch.sent_at = time.monotonic()
-
-    async def _send(
-        self, thread: ThreadRef, steps: list[Step], markdown: str, *, stop: bool
-    ) -> None:
-        state = await self.store.get(thread)
-        if state is None:
-            return
-        ts = state.stream_ts
-        if ts is None:
-            if not (steps or markdown):
-                return  # nothing to show, nothing to stop
-            ts = await self.surface.start_stream(
-                thread, state.requester, steps, self.config.task_display
-            )
-            await self.store.set_stream(thread, ts)
-            steps = []
-        if stop:
-            await self.surface.stop_stream(thread, ts, steps, markdown)
-            await self.store.set_stream(thread, None)
-        elif steps or markdown:
-            await self.surface.append_stream(thread, ts, steps, markdown)
-
-    async def _end(self, thread: ThreadRef, markdown: str, unfinished: StepState | None) -> None:
-        """End the thread's stream with ``markdown``; steps still in progress end as
-        ``unfinished`` (complete after an answer, error after a failure; None: as they are)."""
-        batch = self._batch(thread)
-        if batch.timer is not None and batch.timer_waits:
-            batch.timer.cancel()  # what it would send goes with the end
-        if unfinished is not None:
-            ended = [
-                _ended(step, unfinished)
-                for step in (await self.store.steps(thread)).values()
-                if step.state is StepState.IN_PROGRESS
-            ]
-            await self._queue(thread, ended, flush=False)
-        await self._flush(thread, markdown, stop=True)
-
     async def _end_quietly(self, thread: ThreadRef, unfinished: StepState | None) -> None:
         try:
-            await self._end(thread, "", unfinished)
+            await self.writer.end(thread, "", unfinished)
         except UpstreamError as error:
             await self._refused(thread, error)
             await self.store.set_stream(thread, None)
-
-
-def _ended(step: Step, state: StepState) -> Step:
-    """A step still in progress when its stream ends: done after an answer (a server-side
-    call the run made), interrupted after a failure."""
-    word = "done" if state is StepState.COMPLETE else "interrupted"
-    if step.summary == "Running":
-        return replace(step, state=state, summary=word.capitalize())
-    return replace(step, state=state, then=word)
