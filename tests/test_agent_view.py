@@ -17,6 +17,7 @@ from tests import agent_tools
 from tests.helpers import (
     APPROVALS,
     CONFIG,
+    DM,
     MANAGER,
     OUTSIDER,
     REQUESTER,
@@ -26,12 +27,11 @@ from tests.helpers import (
     button_value,
     make_settings,
     served,
+    start_thread,
 )
 from tests.slack_sender import SlackSender
 from tests.standins.mistral import MistralStandIn, function_call, message, scripted
 from tests.standins.slack import SlackStandIn
-
-DM = "D0DM"
 
 ASSISTANT = """\
 assistant:
@@ -47,24 +47,6 @@ assistant:
 def bot_config(self_approval: bool) -> str:
     allowed = "true" if self_approval else "false"
     return CONFIG.format(channel=APPROVALS, self_approval=allowed) + ASSISTANT
-
-
-async def start_thread(send: SlackSender, user: str = REQUESTER) -> str:
-    """Slack's ``assistant_thread_started``: someone opened the bot in the AI panel."""
-    thread_ts = send.next_ts()
-    event = {
-        "type": "assistant_thread_started",
-        "assistant_thread": {
-            "user_id": user,
-            "channel_id": DM,
-            "thread_ts": thread_ts,
-            "context": {"channel_id": "C0GENERAL", "team_id": "T0TEAM"},
-        },
-        "event_ts": thread_ts,
-    }
-    reply = await send.event(event)
-    assert reply.status == 200
-    return thread_ts
 
 
 async def ask(bot: BotUnderTest, text: str) -> str:
