@@ -276,6 +276,16 @@ async def test_everywhere_a_mention_in_a_channel_streams_to_its_requester(
     assert reply.text == "Done: Sunny in Lyon"
     assert ("C0GENERAL", ts) not in bot.slack.ai.titles  # only assistant threads get titles
 
+    # someone else replies in the thread: their answer streams to them
+    await bot.send.message(
+        "weather in Nice", user=MANAGER, channel="C0GENERAL", channel_type="channel", thread_ts=ts
+    )
+    await stopped(bot.slack, 2)
+    await bot.settled()
+    second = bot.slack.ai.thread("C0GENERAL", ts)[1]
+    assert second.recipient == ("T0TEAM", MANAGER)
+    assert second.text == "Done: Sunny in Nice"
+
 
 async def test_a_resume_in_another_process_continues_the_thread(
     redis_client: Any,

@@ -260,8 +260,12 @@ class AgentView:
     async def _begin(
         self, thread: ThreadRef, message: IncomingMessage | None
     ) -> AgentThread | None:
-        """The thread's native state, begun now when every thread is shown natively."""
+        """The thread's native state, begun now when every thread is shown natively; its
+        stream goes to whoever wrote ``message`` (a channel thread has several people)."""
         state = await self._state(thread)
+        if state is not None and message is not None and message.user_id != state.requester:
+            await self.store.begin(thread, message.user_id, thread.team_id)
+            return await self.store.get(thread)
         if state is not None or message is None or self.config.native != "everywhere":
             return state
         if await self.store.native_off(thread.team_id):
