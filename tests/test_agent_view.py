@@ -52,7 +52,7 @@ def bot_config(self_approval: bool) -> str:
 async def ask(bot: BotUnderTest, text: str) -> str:
     """A message in a fresh assistant thread; the thread's ts."""
     thread_ts = await start_thread(bot.send)
-    await bot.slack.wait_for("assistant.threads.setSuggestedPrompts")
+    await bot.settled()  # the thread is known before its first message
     await bot.send.message(text, channel=DM, thread_ts=thread_ts)
     return thread_ts
 
@@ -118,7 +118,8 @@ async def test_a_free_call_and_one_waiting_for_approval_are_tasks_then_the_answe
     assert booking["details"] == f"Waiting for approval in <#{APPROVALS}>"
     link = (await bot.services.store.get_approval(button_value(card, "approval_approve"))).card_link
     assert booking["sources"] == [{"type": "url", "url": link, "text": "Approval request"}]
-    assert "is waiting for a person's approval…" in bot.slack.ai.statuses[(DM, thread_ts)]
+    # the channel's name (a status is plain text: no <#C…> there), from conversations.info
+    assert "is waiting for approval in #c0approvals…" in bot.slack.ai.statuses[(DM, thread_ts)]
     assert agent_tools.runs_of("book_flight") == []
 
     await bot.send.click("approval_approve", button_value(card, "approval_approve"), user=MANAGER)
@@ -442,3 +443,55 @@ async def test_a_long_run_is_batched_within_slacks_rate_limits(bot: BotUnderTest
     assert len(writes) <= 12 < 40  # 40 step changes (running, then done), batched
     assert [c for c in bot.slack.calls if c.status == 429] == []
     assert bot.slack.ai.text(DM, thread_ts) == "Twenty forecasts."
+
+
+RULED = (
+    CONFIG.format(channel=APPROVALS, self_approval="false")
+    + """\
+policy:
+  rules:
+    - name: big flights
+      tools: [book_flight]
+      quorum: 2
+"""
+)
+
+
+@pytest.mark.parametrize("config_path", [RULED], indirect=True)
+async def test_a_waiting_task_says_how_many_approvals_under_which_rule(bot: BotUnderTest) -> None:
+    thread_ts = await ask(bot, "book a flight to Rodez")
+    await bot.card()
+    await stopped(bot.slack)
+    await bot.settled()
+    [task] = bot.slack.ai.tasks(DM, thread_ts).values()
+    assert (
+        task["details"] == f"Waiting for 2 approvals in <#{APPROVALS}> under rule 1 (big flights)"
+    )
+
+
+DENYING = (
+    CONFIG.format(channel=APPROVALS, self_approval="false")
+    + """\
+policy:
+  rules:
+    - name: no flights
+      tools: [book_flight]
+      decision: deny
+      reason: Flights go through the travel desk.
+"""
+)
+
+
+@pytest.mark.parametrize("config_path", [DENYING], indirect=True)
+async def test_a_call_the_policy_decides_names_its_rule(bot: BotUnderTest) -> None:
+    thread_ts = await ask(bot, "book a flight to Rodez")
+    await stopped(bot.slack)
+    await bot.settled()
+    [task] = bot.slack.ai.tasks(DM, thread_ts).values()
+    assert task["status"] == "error"
+    assert task["details"] == (
+        "Denied by the policy under rule 1 (no flights): Flights go through the travel desk."
+    )
+    assert bot.slack.count("chat.postMessage", lambda a: a.get("channel") == APPROVALS) == 0
+    assert agent_tools.runs_of("book_flight") == []
+    assert plain_posts_in(bot.slack, thread_ts) == []

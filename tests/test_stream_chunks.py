@@ -28,12 +28,13 @@ def test_a_task_names_who_decided_where_and_under_which_rule() -> None:
         "book_flight",
         StepState.ERROR,
         "Denied by the policy",
-        rule="no <!here> flights",
+        rule="rule 3 (no <!here> flights)",
         reason="over budget",
     )
     chunk = task_chunk(step).to_dict()
     assert chunk["type"] == "task_update" and chunk["status"] == "error"
-    assert chunk["details"] == f"Denied by the policy (rule: no <{ZWSP}!here> flights): over budget"
+    expected = f"Denied by the policy under rule 3 (no <{ZWSP}!here> flights): over budget"
+    assert chunk["details"] == expected
     assert "sources" not in chunk
     approved = Step("c", "t", StepState.COMPLETE, "Approved", by_user="UBOSS", then="done")
     assert task_chunk(approved).to_dict()["details"] == "Approved by <@UBOSS>; done"

@@ -23,6 +23,9 @@ class StepState(StrEnum):
     ERROR = "error"
 
 
+#: The name of the gate no rule named (bot.core.policy.Gate.rule): not worth showing.
+DEFAULT_RULE = "defaults"
+
 #: What the SDK puts before a local or MCP tool's exception, as the call's result.
 TOOL_ERROR_PREFIX = "Error while executing "
 
@@ -64,18 +67,27 @@ def ran(tool_call_id: str, tool: str, result: str | None) -> Step:
 
 
 def awaiting(request: ApprovalRequest) -> list[Step]:
-    """The calls that wait for people: pending, with where they wait and the card."""
-    return [
-        Step(
-            call.tool_call_id,
-            call.name,
-            StepState.PENDING,
-            "Waiting for approval",
-            link=request.card_link,
-            where=request.approvals_channel,
+    """The calls that wait for people: pending, with where they wait (the card's channel,
+    and the rule when it is not the defaults), how many approvals they need, and the card."""
+    steps: list[Step] = []
+    for index in request.undecided:
+        call, gate = request.calls[index], request.calls[index].gate
+        need = gate.quorum if gate is not None else 1
+        # not the votes so far: the task is not updated at each vote, only when decided
+        summary = "Waiting for approval" if need == 1 else f"Waiting for {need} approvals"
+        rule = gate.rule if gate is not None and gate.rule != DEFAULT_RULE else None
+        steps.append(
+            Step(
+                call.tool_call_id,
+                call.name,
+                StepState.PENDING,
+                summary,
+                link=request.card_link,
+                where=request.approvals_channel,
+                rule=rule,
+            )
         )
-        for call in request.asked_calls
-    ]
+    return steps
 
 
 def decided(request: ApprovalRequest) -> list[Step]:

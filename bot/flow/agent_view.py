@@ -52,7 +52,8 @@ UNAVAILABLE: Final = frozenset(
 STATUS_INTERVAL_S: Final = 1.0
 
 THINKING: Final = "is thinking…"
-WAITING: Final = "is waiting for a person's approval…"
+WAITING: Final = "is waiting for approval in #{channel}…"
+WAITING_SOMEWHERE: Final = "is waiting for a person's approval…"
 
 
 class AgentView:
@@ -76,6 +77,8 @@ class AgentView:
         self.writer = StreamWriter(surface, store, config.task_display)
         #: when each thread's status last changed (a running tool's, once a second)
         self._status_at: dict[str, float] = {}
+        #: approvals channels' names, for the waiting status
+        self._channel_names: dict[str, str | None] = {}
 
     # -- Slack's assistant threads ----------------------------------------------------------
     async def thread_started(self, thread: ThreadRef, user_id: str) -> None:
@@ -158,7 +161,9 @@ class AgentView:
     # -- approvals --------------------------------------------------------------------------
     async def post_card(self, request: ApprovalRequest) -> MessageRef:
         if request.placeholder is None and await self._state(request.thread) is not None:
-            await self._status(request.thread, WAITING, always=True)
+            name = await self._channel_name(request.approvals_channel)
+            status = WAITING.format(channel=name) if name else WAITING_SOMEWHERE
+            await self._status(request.thread, status, always=True)
         return await self.plain.post_card(request)
 
     async def tell_awaiting(self, request: ApprovalRequest) -> None:
@@ -322,6 +327,17 @@ class AgentView:
             await self.surface.set_status(thread, status)
         except UpstreamError as error:
             await self._refused(thread, error)
+
+    async def _channel_name(self, channel_id: str) -> str | None:
+        """The approvals channel's name for a status (plain text: no ``<#C…>`` there),
+        asked once per process; None when Slack will not say."""
+        if channel_id not in self._channel_names:
+            try:
+                self._channel_names[channel_id] = await self.surface.channel_name(channel_id)
+            except UpstreamError as error:
+                logger.info("no name for %s: %r", channel_id, error)
+                return None
+        return self._channel_names[channel_id]
 
     async def _end_quietly(self, thread: ThreadRef, unfinished: StepState | None) -> None:
         try:

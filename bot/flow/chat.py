@@ -125,6 +125,9 @@ class AgentSurface(Protocol):
     async def set_status(self, thread: ThreadRef, status: str) -> None:
         """The thread's native status ("is thinking…"); "" clears it."""
 
+    async def channel_name(self, channel_id: str) -> str | None:
+        """A channel's name (without ``#``), for plain-text statuses; None if unknown."""
+
     async def set_title(self, thread: ThreadRef, title: str) -> None:
         """The assistant thread's title (untrusted text, shown inert)."""
 

@@ -395,6 +395,11 @@ class SlackChat:
             status=stream_chunks.status_text(status) if status else "",
         )
 
+    async def channel_name(self, channel_id: str) -> str | None:
+        response = await self._call("conversations.info", channel=channel_id)
+        name = (response.get("channel") or {}).get("name")
+        return str(name) if name else None
+
     async def set_title(self, thread: ThreadRef, title: str) -> None:
         await self._call(
             "assistant.threads.setTitle",

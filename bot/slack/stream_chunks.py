@@ -55,7 +55,7 @@ def task_chunk(step: Step) -> TaskUpdateChunk:
     if step.where:
         details += f" in <#{step.where}>"
     if step.rule:
-        details += f" (rule: {inert(_cut(step.rule, 80))})"
+        details += f" under {inert(_cut(step.rule, 100))}"  # "rule 2 (payments)"
     if step.reason:
         details += f": {inert(_cut(step.reason, DETAILS_LIMIT // 2))}"
     if step.then:
