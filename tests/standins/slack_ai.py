@@ -28,7 +28,6 @@ order they first appeared) and its text.
 from __future__ import annotations
 
 import copy
-import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -154,16 +153,17 @@ class AISide:
         problems: list[str] = []
         for index, item in enumerate(raw):
             where = f"[json-pointer:/chunks/{index}]"
-            with warnings.catch_warnings():
-                warnings.simplefilter("error")
-                try:
-                    chunk = Chunk.parse(item) if isinstance(item, dict) else None
-                except (TypeError, Warning) as error:
-                    problems.append(f"{error} {where}")
-                    continue
+            try:
+                chunk = Chunk.parse(item) if isinstance(item, dict) else None
+            except TypeError as error:  # a required field missing
+                problems.append(f"{error} {where}")
+                continue
             if chunk is None:
                 problems.append(f"unknown chunk {item!r} {where}")
                 continue
+            unknown = set(item) - set(chunk.attributes)  # slack_sdk only logs them
+            if unknown:
+                problems.append(f"unknown fields {sorted(unknown)} {where}")
             problems.extend(self._chunk_problems(method, chunk, where))
             parsed.append(chunk)
         if problems:
