@@ -495,3 +495,24 @@ async def test_a_call_the_policy_decides_names_its_rule(bot: BotUnderTest) -> No
     assert bot.slack.count("chat.postMessage", lambda a: a.get("channel") == APPROVALS) == 0
     assert agent_tools.runs_of("book_flight") == []
     assert plain_posts_in(bot.slack, thread_ts) == []
+
+
+async def test_a_run_that_fails_midway_ends_its_reply_and_offers_retry(bot: BotUnderTest) -> None:
+    def weather_then_fail(turn: Any) -> list[Any]:
+        bot.mistral.fail_next(500)  # the next request, with the tool's result, fails
+        return [function_call("get_weather", {"city": "Bergen"})]
+
+    bot.mistral.script = scripted(weather_then_fail)
+    thread_ts = await ask(bot, "weather in Bergen")
+    failure = await bot.slack.wait_for(
+        "chat.postMessage", lambda a: "could not answer" in a["text"]
+    )
+    await bot.settled()
+
+    assert failure["thread_ts"] == thread_ts
+    assert button_value(failure, "turn_retry")  # its author may send it again
+    [reply] = bot.slack.ai.thread(DM, thread_ts)
+    assert not reply.streaming  # nothing is left "streaming" for ever
+    [task] = reply.task_list()
+    assert (task["title"], task["status"]) == ("get_weather", "complete")
+    assert agent_tools.runs_of("get_weather") == [{"city": "Bergen"}]
