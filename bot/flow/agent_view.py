@@ -139,12 +139,14 @@ class AgentView:
             await self.plain.post_answer(thread, markdown, placeholder)
             return
         try:
-            await self.writer.end(
+            shown = await self.writer.end(
                 thread, markdown or "_(the model returned no text)_", StepState.COMPLETE
             )
         except UpstreamError as error:
             logger.warning("thread %s: streamed answer failed (%r); posted", thread.key, error)
             await self._refused(thread, error)
+            shown = False
+        if not shown:
             await self.plain.post_answer(thread, markdown, None)
 
     async def post_failure(
@@ -174,9 +176,11 @@ class AgentView:
         try:
             # the stream ends here: a person may take hours, a stream is not kept open
             await self.writer.queue(thread, awaiting(request), flush=False)
-            await self.writer.end(thread, "", None)
+            shown = await self.writer.end(thread, "", None)
         except UpstreamError as error:
             await self._refused(thread, error)
+            shown = False
+        if not shown:
             await self.plain.tell_awaiting(request)
         await self._post_thread_card(request)
 

@@ -94,16 +94,17 @@ class StreamWriter:
         except Exception:  # a background task: nobody else would see it
             logger.exception("thread %s: steps not shown", thread.key)
 
-    async def _flush(self, thread: ThreadRef, markdown: str = "", *, stop: bool = False) -> None:
+    async def _flush(self, thread: ThreadRef, markdown: str = "", *, stop: bool = False) -> bool:
         """Send the batched steps (and ``markdown``) to the thread's stream, starting one if
-        none is open; ``stop``: end it. A stream Slack ended meanwhile is replaced once."""
+        none is open; ``stop``: end it. A stream Slack ended meanwhile is replaced once.
+        False when the thread is no longer shown natively (nothing was sent)."""
         batch = self._batch(thread)
         async with batch.lock:
             steps = list(batch.steps.values())
             batch.steps.clear()
             for attempt in (1, 2):
                 try:
-                    await self._send(thread, steps, markdown, stop=stop)
+                    sent = await self._send(thread, steps, markdown, stop=stop)
                     break
                 except UpstreamError as error:
                     if error.code != NOT_STREAMING or attempt == 2:
@@ -111,17 +112,18 @@ class StreamWriter:
                     logger.info("thread %s: its stream had ended; starting another", thread.key)
                     await self.store.set_stream(thread, None)
             batch.sent_at = time.monotonic()
+            return sent
 
     async def _send(
         self, thread: ThreadRef, steps: list[Step], markdown: str, *, stop: bool
-    ) -> None:
+    ) -> bool:
         state = await self.store.get(thread)
         if state is None:
-            return
+            return False  # gone back to plain messages meanwhile
         ts = state.stream_ts
         if ts is None:
             if not (steps or markdown):
-                return  # nothing to show, nothing to stop
+                return True  # nothing to show, nothing to stop
             ts = await self.surface.start_stream(thread, state.requester, steps, self.display)
             await self.store.set_stream(thread, ts)
             steps = []
@@ -130,10 +132,12 @@ class StreamWriter:
             await self.store.set_stream(thread, None)
         elif steps or markdown:
             await self.surface.append_stream(thread, ts, steps, markdown)
+        return True
 
-    async def end(self, thread: ThreadRef, markdown: str, unfinished: StepState | None) -> None:
+    async def end(self, thread: ThreadRef, markdown: str, unfinished: StepState | None) -> bool:
         """End the thread's stream with ``markdown``; steps still in progress end as
-        ``unfinished`` (complete after an answer, error after a failure; None: as they are)."""
+        ``unfinished`` (complete after an answer, error after a failure; None: as they are).
+        False when the thread is no longer shown natively: the caller shows it plainly."""
         batch = self._batch(thread)
         if batch.timer is not None and batch.timer_waits:
             batch.timer.cancel()  # what it would send goes with the end
@@ -144,7 +148,7 @@ class StreamWriter:
                 if step.state is StepState.IN_PROGRESS
             ]
             await self.queue(thread, ended, flush=False)
-        await self._flush(thread, markdown, stop=True)
+        return await self._flush(thread, markdown, stop=True)
 
 
 def _ended(step: Step, state: StepState) -> Step:
