@@ -411,6 +411,8 @@ class SlackChat:
     async def set_suggested_prompts(
         self, thread: ThreadRef, title: str, prompts: Sequence[tuple[str, str]]
     ) -> None:
+        # thread_ts: right for an app with assistant_view (ours, see manifest.yml); Slack's
+        # reference says an agent_view app's call with it fails silently
         await self._call(
             "assistant.threads.setSuggestedPrompts",
             channel_id=thread.channel_id,

@@ -340,7 +340,8 @@ class SlackStandIn:
         self.ai = AISide(self)
         self._handlers.update(self.ai.handlers())
         for method, (tier, scope) in METHODS.items():
-            METHOD_TIERS.setdefault(method, tier)
+            if tier is not None:
+                METHOD_TIERS.setdefault(method, tier)
             _METHOD_SCOPES.setdefault(method, scope)
 
     # ------------------------------------------------------------------ lifecycle
