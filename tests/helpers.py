@@ -31,6 +31,8 @@ REQUESTER = "UREQ"
 MANAGER = "UMANAGER"
 OTHER_MANAGER = "UBOSS"
 OUTSIDER = "UOUTSIDER"
+#: The requester's DM with the bot, where Slack's AI panel opens its assistant threads.
+DM = "D0DM"
 
 CONFIG = """\
 model: mistral-medium-latest
@@ -212,3 +214,21 @@ def write_config(directory: Path, text: str) -> Path:
     path = directory / "bot.yml"
     path.write_text(text)
     return path
+
+
+async def start_thread(send: SlackSender, user: str = REQUESTER) -> str:
+    """Slack's ``assistant_thread_started``: someone opened the bot in the AI panel."""
+    thread_ts = send.next_ts()
+    event = {
+        "type": "assistant_thread_started",
+        "assistant_thread": {
+            "user_id": user,
+            "channel_id": DM,
+            "thread_ts": thread_ts,
+            "context": {"channel_id": "C0GENERAL", "team_id": "T0TEAM"},
+        },
+        "event_ts": thread_ts,
+    }
+    reply = await send.event(event)
+    assert reply.status == 200
+    return thread_ts

@@ -23,6 +23,7 @@ from bot.storage import keys
 from tests import fault_tools
 from tests.helpers import (
     APPROVALS,
+    DM,
     MANAGER,
     OTHER_MANAGER,
     REQUESTER,
@@ -30,6 +31,7 @@ from tests.helpers import (
     all_text,
     button_block,
     button_value,
+    start_thread,
 )
 from tests.processes import BotProcess, Fleet, RedisProcess, wait_until
 from tests.standins.mistral import (
@@ -661,3 +663,35 @@ async def test_an_event_refused_while_redis_is_down_is_taken_when_slack_sends_it
     assert len(starts(mistral)) == 1
     assert len(said(slack, "You said: are you there")) == 1
     assert slack.count("chat.postMessage", lambda args: args.get("channel") == "D0DM") == 1
+
+
+# -- the native Slack AI app (issue 17) -------------------------------------------------------
+async def test_a_native_thread_whose_process_was_killed_is_continued_by_another(
+    fleet: Fleet, slack: SlackStandIn, redis_client: aioredis.Redis, tool_log: Path
+) -> None:
+    """An assistant thread (bot.flow.agent_view): the process that showed the waiting task is
+    killed; another takes the click and continues the same thread, showing nothing twice."""
+    a = await fleet.start("a")
+    b = await fleet.start("b")
+    thread_ts = await start_thread(a.send)
+    await a.send.message(BOOK, channel=DM, thread_ts=thread_ts)
+    posted = await card(slack)
+    await wait_until(lambda: slack.count("chat.stopStream") == 1, 20, "the waiting reply")
+    a.kill()  # the process that started the thread is gone
+
+    reply = await click_approve(b, posted)
+    assert reply.status == 200
+    await wait_until(lambda: slack.count("chat.stopStream") == 2, 30, "the answer")
+    await settled(redis_client)
+
+    waiting, answered = slack.ai.thread(DM, thread_ts)
+    [pending] = waiting.task_list()
+    [done] = answered.task_list()
+    assert (pending["status"], done["status"]) == ("pending", "complete")
+    assert pending["id"] == done["id"]
+    assert done["details"].startswith("Approved by <@UMANAGER>")
+    assert answered.text == "Done: Booked Rodez on 2026-12-01: FL-1"
+    assert not answered.streaming
+    assert len(fault_tools.runs(tool_log, "book_flight")) == 1
+    # no placeholder, no plain answer in the thread: only the streamed replies
+    assert not [m for (c, _), m in slack.messages.items() if c == DM and m.get("bot_id")]

@@ -39,6 +39,8 @@ EVENT_SCOPES = {
     "member_left_channel": "channels:read",
     "subteam_members_changed": "usergroups:read",
     "subteam_updated": "usergroups:read",
+    "assistant_thread_started": "assistant:write",
+    "assistant_thread_context_changed": "assistant:write",
 }
 
 BOT_SCOPES = {
@@ -57,6 +59,7 @@ BOT_SCOPES = {
     "usergroups:read",
     "reactions:write",
     "commands",
+    "assistant:write",
 }
 
 Manifest = dict[str, Any]
@@ -130,6 +133,13 @@ def test_bot_user_and_app_home(manifest: Manifest) -> None:
         "messages_tab_enabled": True,
         "messages_tab_read_only_enabled": False,
     }
+
+
+def test_the_app_sits_in_the_ai_assistant_panel(manifest: Manifest) -> None:
+    view = manifest["features"]["assistant_view"]
+    assert view["assistant_description"]
+    assert 1 <= len(view["suggested_prompts"]) <= 4
+    assert all(p["title"] and p["message"] for p in view["suggested_prompts"])
 
 
 def test_bot_scopes(manifest: Manifest) -> None:

@@ -553,3 +553,105 @@ async def raw_call(slack: SlackStandIn, method: str, args: dict[str, Any]) -> tu
         session.post(slack.api_url + method, json=args, headers=headers) as response,
     ):
         return response.status, response.headers.get("Retry-After", "")
+
+
+# -- Slack's AI-app methods (tests/standins/slack_ai.py) ----------------------------------------
+async def test_a_stream_in_a_dm_reads_as_its_tasks_and_text(
+    slack: SlackStandIn, client: AsyncWebClient
+) -> None:
+    stream = await client.chat_stream(channel="D0DM", thread_ts="1.0", buffer_size=10)
+    await stream.append(
+        chunks=[
+            {"type": "task_update", "id": "t1", "title": "get_weather", "status": "in_progress"}
+        ]
+    )
+    await stream.append(markdown_text="Sunny ")
+    await stream.stop(
+        markdown_text="in Paris.",
+        chunks=[{"type": "task_update", "id": "t1", "title": "get_weather", "status": "complete"}],
+    )
+    [reply] = slack.ai.thread("D0DM", "1.0")
+    assert reply.text == "Sunny in Paris." and not reply.streaming
+    assert reply.task_list() == [
+        {"type": "task_update", "id": "t1", "title": "get_weather", "status": "complete"}
+    ]
+    with pytest.raises(SlackApiError) as exc:  # stopped: nothing more
+        await client.chat_appendStream(channel="D0DM", ts=reply.ts, markdown_text="more")
+    assert exc.value.response["error"] == "message_not_in_streaming_state"
+    assert slack.errors == []
+
+
+async def test_a_stream_in_a_channel_needs_its_recipient_and_a_thread(
+    slack: SlackStandIn, client: AsyncWebClient
+) -> None:
+    with pytest.raises(SlackApiError) as exc:
+        await client.chat_startStream(channel="C0GENERAL", thread_ts="1.0")
+    assert exc.value.response["error"] == "invalid_arguments"
+    with pytest.raises(SlackApiError) as exc:
+        await client.api_call("chat.startStream", json={"channel": "D0DM"})
+    assert exc.value.response["error"] == "invalid_arguments"
+    assert len(slack.errors) == 3  # the bot would have sent something Slack refuses
+    slack.errors.clear()
+    started = await client.chat_startStream(
+        channel="C0GENERAL", thread_ts="1.0", recipient_team_id="T0TEAM", recipient_user_id="UREQ"
+    )
+    assert slack.ai.replies[("C0GENERAL", started["ts"])].recipient == ("T0TEAM", "UREQ")
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        {"type": "task_update", "id": "t1", "title": "x", "status": "done"},
+        {"type": "task_update", "id": "t1", "title": "x", "status": "complete", "colour": "red"},
+        {"type": "sparkles", "text": "hi"},
+        {"type": "markdown_text", "text": "x" * 12_001},
+    ],
+)
+async def test_chunks_slack_would_refuse_are_refused(
+    slack: SlackStandIn, client: AsyncWebClient, chunk: dict[str, Any]
+) -> None:
+    with pytest.raises(SlackApiError) as exc:
+        await client.chat_startStream(channel="D0DM", thread_ts="1.0", chunks=[chunk])
+    assert exc.value.response["error"] == "invalid_chunks"
+    assert slack.errors and slack.ai.replies == {}
+    slack.errors.clear()
+
+
+async def test_a_channel_wide_mention_in_a_task_is_an_error_of_the_bot(
+    slack: SlackStandIn, client: AsyncWebClient
+) -> None:
+    task = {"type": "task_update", "id": "t", "title": "<!here> x", "status": "pending"}
+    await client.chat_startStream(channel="D0DM", thread_ts="1.0", chunks=[task])
+    assert [e for e in slack.errors if "mass_mention" in e]
+    slack.errors.clear()
+
+
+@pytest.mark.parametrize("error", ["not_allowed_token_type", "feature_not_enabled"])
+async def test_a_method_can_be_unavailable_in_the_workspace(
+    slack: SlackStandIn, client: AsyncWebClient, error: str
+) -> None:
+    slack.ai.unavailable["assistant.threads.setStatus"] = error
+    with pytest.raises(SlackApiError) as exc:
+        await client.assistant_threads_setStatus(
+            channel_id="D0DM", thread_ts="1.0", status="is thinking…"
+        )
+    assert exc.value.response["error"] == error
+    assert slack.errors == []  # the bot may well try: Slack's answer tells it
+
+
+async def test_status_title_and_prompts_are_recorded(
+    slack: SlackStandIn, client: AsyncWebClient
+) -> None:
+    await client.assistant_threads_setStatus(channel_id="D0DM", thread_ts="1.0", status="is x…")
+    await client.assistant_threads_setTitle(channel_id="D0DM", thread_ts="1.0", title="Trip")
+    await client.assistant_threads_setSuggestedPrompts(
+        channel_id="D0DM", thread_ts="1.0", prompts=[{"title": "A", "message": "B"}]
+    )
+    assert slack.ai.statuses[("D0DM", "1.0")] == ["is x…"]
+    assert slack.ai.titles[("D0DM", "1.0")] == "Trip"
+    assert slack.ai.prompts[("D0DM", "1.0")]["prompts"] == [{"title": "A", "message": "B"}]
+    with pytest.raises(SlackApiError):
+        await client.assistant_threads_setSuggestedPrompts(
+            channel_id="D0DM", thread_ts="1.0", prompts=[{"title": "A"}] * 5
+        )
+    slack.errors.clear()

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from bot.core.assistant_config import AssistantConfig
 from bot.core.conditions import Condition, ConditionError
 from bot.errors import ConfigError
 
@@ -300,6 +301,7 @@ class BotConfig(_Section):
     admins: AdminsConfig = Field(default_factory=AdminsConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    assistant: AssistantConfig = Field(default_factory=AssistantConfig)
 
     @model_validator(mode="after")
     def _one_brain(self) -> BotConfig:

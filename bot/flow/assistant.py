@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
@@ -25,6 +25,7 @@ from bot.core.approval import (
     ToolCall,
     excerpt,
 )
+from bot.core.steps import Step
 from bot.errors import (
     AlreadyDecided,
     ApprovalNotFound,
@@ -173,7 +174,7 @@ class Assistant:
         reused, so that none is left behind saying "working" for ever."""
         placeholder = await self.store.placeholder(message.thread) if again else None
         if placeholder is None:
-            placeholder = await quietly(self.chat.show_working(message.thread))
+            placeholder = await quietly(self.chat.show_working(message.thread, message))
             if placeholder is not None:
                 await self.store.set_placeholder(message.thread, placeholder)
         conversation_id = await self.store.conversation_id(message.thread)
@@ -185,7 +186,10 @@ class Assistant:
                 outcome = await self.runner.recover_turn(conversation_id, message.text)
             if outcome is None:
                 outcome = await self.runner.send(
-                    conversation_id, message.text, await self.gatekeeper.holds()
+                    conversation_id,
+                    message.text,
+                    await self.gatekeeper.holds(),
+                    observer=self._observer(message.thread),
                 )
         except UpstreamError as error:
             logger.warning("run failed in thread %s: %r", message.thread.key, error)
@@ -351,6 +355,7 @@ class Assistant:
         """:meth:`_resume`; False when it failed upstream (the request is marked so)."""
         request = await self.store.update_approval(request, resume=Resume.RUNNING, outcome=None)
         await quietly(self.chat.update_card(request))
+        await quietly(self.chat.show_decisions(request))
         unknown: list[str] = []
         try:
             outcome: Outcome | None = None
@@ -368,6 +373,7 @@ class Assistant:
                     self.store,
                     await self.gatekeeper.holds(),
                     report=self._reporter(request, unknown),
+                    observer=self._observer(request.thread, request),
                 )
         except UpstreamError as error:
             logger.warning("approval %s: resume failed: %r", request.id, error)
@@ -404,6 +410,16 @@ class Assistant:
         await quietly(self.chat.update_card(request))
         await self.store.release_thread(request.thread)
         return True
+
+    def _observer(
+        self, thread: ThreadRef, request: ApprovalRequest | None = None
+    ) -> Callable[[Step], Awaitable[None]]:
+        """Shows each call a run makes as a step in the requester's thread."""
+
+        async def observe(step: Step) -> None:
+            await quietly(self.chat.show_step(thread, step, request))
+
+        return observe
 
     def _reporter(self, request: ApprovalRequest, unknown: list[str]) -> Report:
         """Audits what happens to each approved call as it runs; collects unknown outcomes."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from bot.core.approval import ApprovalRequest, MessageRef, ThreadRef
+from bot.core.steps import Step
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,20 @@ class IncomingMessage:
 class Chat(Protocol):
     """What the core needs from the chat surface. Methods raise UpstreamError on failure."""
 
-    async def show_working(self, thread: ThreadRef) -> MessageRef:
-        """Post a placeholder that says the agent is working; the answer replaces it."""
+    async def show_working(
+        self, thread: ThreadRef, message: IncomingMessage | None = None
+    ) -> MessageRef | None:
+        """Show that the agent works on ``message``: a placeholder that the answer replaces,
+        or None where the thread shows a native status instead (no placeholder)."""
+
+    async def show_step(
+        self, thread: ThreadRef, step: Step, request: ApprovalRequest | None = None
+    ) -> None:
+        """Show one step of the run (a tool call) where the thread shows steps; ``request``:
+        the decided request a resumed run carries out."""
+
+    async def show_decisions(self, request: ApprovalRequest) -> None:
+        """Where the thread shows steps: each call as decided, as the conversation resumes."""
 
     async def post_answer(
         self, thread: ThreadRef, markdown: str, placeholder: MessageRef | None
@@ -102,3 +116,44 @@ class Chat(Protocol):
 
     async def tell_user(self, user_id: str, text: str, channel_id: str | None = None) -> None:
         """A private note to one person (ephemeral in ``channel_id``, else a DM)."""
+
+
+class AgentSurface(Protocol):
+    """Slack's methods for AI apps (the Slack adapter implements them). Each raises
+    UpstreamError, with Slack's error as its ``code``, when Slack refuses."""
+
+    async def set_status(self, thread: ThreadRef, status: str) -> None:
+        """The thread's native status ("is thinking…"); "" clears it."""
+
+    async def channel_name(self, channel_id: str) -> str | None:
+        """A channel's name (without ``#``), for plain-text statuses; None if unknown."""
+
+    async def set_title(self, thread: ThreadRef, title: str) -> None:
+        """The assistant thread's title (untrusted text, shown inert)."""
+
+    async def set_suggested_prompts(
+        self, thread: ThreadRef, title: str, prompts: Sequence[tuple[str, str]]
+    ) -> None:
+        """Prompts offered in an assistant thread: (what the button says, what it sends)."""
+
+    async def start_stream(
+        self, thread: ThreadRef, recipient: str, steps: Sequence[Step], display: str
+    ) -> str:
+        """Start a streamed reply in the thread for ``recipient`` (a user id), with
+        ``steps`` as tasks shown as a ``plan`` or a ``timeline``; its ts."""
+
+    async def append_stream(
+        self, thread: ThreadRef, ts: str, steps: Sequence[Step], markdown: str = ""
+    ) -> None:
+        """Add steps (new tasks or updates of shown ones) and Markdown to a stream."""
+
+    async def stop_stream(
+        self, thread: ThreadRef, ts: str, steps: Sequence[Step], markdown: str = ""
+    ) -> None:
+        """End the stream with its last steps and Markdown."""
+
+    async def post_thread_card(self, request: ApprovalRequest) -> MessageRef:
+        """The request's buttons, in the requester's thread (the card's own block ids)."""
+
+    async def update_thread_card(self, message: MessageRef, request: ApprovalRequest) -> None:
+        """Show the request as it stands in that message (no buttons once decided)."""

@@ -25,6 +25,7 @@ from mistralai.extra.exceptions import RunException
 from mistralai.extra.run.context import AgentRequestKwargs, RunContext
 from mistralai.extra.run.tools import RunCoroutine
 
+from bot.core.steps import Step, ran
 from bot.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ UNAVAILABLE = (
     "The tool {name!r} is not available right now (it does not exist, or its server is "
     "down), so this call did not run. Do not retry it; tell the user what could not be done."
 )
+
+#: Hears each step of a run (see ``BotRunContext``).
+StepObserver = Callable[[Step], Awaitable[None]]
 
 _PRIVATE = ("_callable_tools", "_tool_configurations")
 
@@ -69,17 +73,27 @@ class BotRunContext(RunContext):
     """A RunContext where a call of a tool the run cannot execute gets a function result
     saying so. The SDK instead returns no result for the whole batch, then appends an empty
     input (a request the API refuses) or, for a confirmed call, raises; either way the
-    model never learns what happened."""
+    model never learns what happened.
+
+    ``observer`` (when set) hears each local or MCP call as a step: in progress before it
+    runs, then complete or failed with its result, by ``tool_call_id``."""
+
+    observer: StepObserver | None = None
 
     async def execute_function_calls(
         self, function_calls: list[FunctionCallEntry]
     ) -> list[FunctionResultEntry]:
         runnable = [c for c in function_calls if c.name in self._callable_tools]
-        ran = iter(await super().execute_function_calls(runnable) if runnable else [])
+        for call in runnable:
+            await self._observe(ran(call.tool_call_id, call.name, None))
+        done = await super().execute_function_calls(runnable) if runnable else []
+        for call, result in zip(runnable, done, strict=False):
+            await self._observe(ran(call.tool_call_id, call.name, str(result.result)))
+        results_of = iter(done)
         results: list[FunctionResultEntry] = []
         for call in function_calls:
             if call.name in self._callable_tools:
-                results.append(next(ran))
+                results.append(next(results_of))
                 continue
             logger.warning("the model called %r, which this run cannot execute", call.name)
             results.append(
@@ -88,6 +102,14 @@ class BotRunContext(RunContext):
                 )
             )
         return results
+
+    async def _observe(self, step: Step) -> None:
+        if self.observer is None:
+            return
+        try:
+            await self.observer(step)
+        except Exception:  # showing a step must never change what the tools did
+            logger.exception("could not show step %s of %s", step.state, step.tool)
 
 
 class AgentRunContext(BotRunContext):

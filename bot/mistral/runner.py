@@ -41,7 +41,7 @@ from bot.metrics import Metrics
 from bot.mistral.connector_tools import ConnectorTools
 from bot.mistral.deferral import calls_of, new_request, responses
 from bot.mistral.mcp_servers import MCPServers
-from bot.mistral.run_context import AgentRunContext, BotRunContext
+from bot.mistral.run_context import AgentRunContext, BotRunContext, StepObserver
 from bot.mistral.server_tools import ServerTool
 from bot.mistral.tools import (
     ApprovedCalls,
@@ -192,15 +192,19 @@ class AgentRunner:
         }
 
     async def send(
-        self, conversation_id: str | None, text: str, holds: Holds | None = None
+        self,
+        conversation_id: str | None,
+        text: str,
+        holds: Holds | None = None,
+        observer: StepObserver | None = None,
     ) -> Outcome:
         """Send a user message into the thread's conversation (a new one if None).
 
         ``holds(tool)``: whether the SDK must hold that tool's calls for a decision
-        (default: as the config marks each tool).
+        (default: as the config marks each tool); ``observer`` hears each call it runs.
         """
         inputs = [{"role": "user", "content": text}]
-        return await self._run(conversation_id, inputs, holds)
+        return await self._run(conversation_id, inputs, holds, observer)
 
     async def resume(
         self,
@@ -208,6 +212,7 @@ class AgentRunner:
         ledger: CallLedger,
         holds: Holds | None = None,
         report: Report | None = None,
+        observer: StepObserver | None = None,
     ) -> Outcome:
         """Resume a deferred conversation with the request's decision.
 
@@ -231,7 +236,7 @@ class AgentRunner:
         )
         token = approving(approved)
         try:
-            return await self._run(request.conversation_id, responses(request), holds)
+            return await self._run(request.conversation_id, responses(request), holds, observer)
         finally:
             stop_approving(token)
 
@@ -346,13 +351,18 @@ class AgentRunner:
                 logger.error("MCP server %s left out of this run: %r", server.name, error)
 
     async def _run(
-        self, conversation_id: str | None, inputs: list[Any], holds: Holds | None
+        self,
+        conversation_id: str | None,
+        inputs: list[Any],
+        holds: Holds | None,
+        observer: StepObserver | None = None,
     ) -> Outcome:
-        run_ctx: RunContext
+        run_ctx: BotRunContext
         if self.config.agent_id is not None:
             run_ctx = AgentRunContext(agent_id=self.config.agent_id, continue_on_fn_error=True)
         else:
             run_ctx = BotRunContext(model=self.config.model, continue_on_fn_error=True)
+        run_ctx.observer = observer
         async with run_ctx:
             run_ctx.conversation_id = conversation_id
             for tool in self.tools:

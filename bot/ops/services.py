@@ -14,6 +14,7 @@ from slack_bolt.async_app import AsyncApp
 from bot.core.config import BotConfig
 from bot.core.policy import Policy
 from bot.errors import ConfigError
+from bot.flow.agent_view import AgentView
 from bot.flow.assistant import Assistant
 from bot.flow.console import Console
 from bot.flow.directory import Directory
@@ -31,6 +32,7 @@ from bot.slack.adapter import SlackChat, make_web_client
 from bot.slack.admission import Admission
 from bot.slack.app import build_bolt_app
 from bot.slack.background import Background
+from bot.storage.agent_threads import AgentThreadStore
 from bot.storage.audit import AuditLog
 from bot.storage.audit_shipper import AuditShipper, build_sinks
 from bot.storage.connections import fill_pool, open_redis
@@ -144,7 +146,10 @@ async def open_services(
             metrics=metrics,
             retry_for_ms=settings.mistral_retry_for_ms,
         )
-        assistant = Assistant(store, runner, chat, gatekeeper, jobs, metrics)
+        # the requester's thread as Slack shows AI apps, plain messages where it cannot
+        agent_view = AgentView(chat, chat, AgentThreadStore(client), config.assistant)
+        assistant = Assistant(store, runner, agent_view, gatekeeper, jobs, metrics)
+        agent_view.decidable = assistant.decisions.decidable
         console = Console(store, gatekeeper, assistant.decisions)
         background = Background()
         bolt = build_bolt_app(
@@ -153,6 +158,7 @@ async def open_services(
             chat,
             background,
             signing_secret=settings.slack_signing_secret if verify_requests else None,
+            agent_view=agent_view,
             people=Admission(
                 org_approvers=settings.slack_org_approvers,
                 org_requesters=settings.slack_org_requesters,

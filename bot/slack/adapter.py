@@ -22,10 +22,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.core.approval import ApprovalRequest, MessageRef, ThreadRef
+from bot.core.steps import Step
 from bot.errors import UpstreamError
 from bot.flow.chat import IncomingMessage
 from bot.metrics import Metrics
-from bot.slack import blocks, thread_notes
+from bot.slack import blocks, stream_chunks, thread_notes
 from bot.slack.failures import fix_for, is_permanent
 
 logger = logging.getLogger(__name__)
@@ -206,8 +207,18 @@ class SlackChat:
             blocks=_dicts(message_blocks),
         )
 
-    async def show_working(self, thread: ThreadRef) -> MessageRef:
+    async def show_working(
+        self, thread: ThreadRef, message: IncomingMessage | None = None
+    ) -> MessageRef | None:
         return await self._post(thread.channel_id, blocks.WORKING_TEXT, thread.thread_ts)
+
+    async def show_step(
+        self, thread: ThreadRef, step: Step, request: ApprovalRequest | None = None
+    ) -> None:
+        """Plain messages show no steps (the card and the notes say what happened)."""
+
+    async def show_decisions(self, request: ApprovalRequest) -> None:
+        """Plain messages hear decisions from ``tell_decided``."""
 
     async def post_answer(
         self, thread: ThreadRef, markdown: str, placeholder: MessageRef | None
@@ -374,3 +385,95 @@ class SlackChat:
 
     async def update_view(self, view_id: str, view: Any) -> None:
         await self._call("views.update", view_id=view_id, view=view.to_dict())
+
+    # -- Slack's AI-app methods (bot.flow.chat.AgentSurface) ---------------------------------
+    async def set_status(self, thread: ThreadRef, status: str) -> None:
+        await self._call(
+            "assistant.threads.setStatus",
+            channel_id=thread.channel_id,
+            thread_ts=thread.thread_ts,
+            status=stream_chunks.status_text(status) if status else "",
+        )
+
+    async def channel_name(self, channel_id: str) -> str | None:
+        response = await self._call("conversations.info", channel=channel_id)
+        name = (response.get("channel") or {}).get("name")
+        return str(name) if name else None
+
+    async def set_title(self, thread: ThreadRef, title: str) -> None:
+        await self._call(
+            "assistant.threads.setTitle",
+            channel_id=thread.channel_id,
+            thread_ts=thread.thread_ts,
+            title=stream_chunks.title_text(title),
+        )
+
+    async def set_suggested_prompts(
+        self, thread: ThreadRef, title: str, prompts: Sequence[tuple[str, str]]
+    ) -> None:
+        # thread_ts: right for an app with assistant_view (ours, see manifest.yml); Slack's
+        # reference says an agent_view app's call with it fails silently
+        await self._call(
+            "assistant.threads.setSuggestedPrompts",
+            channel_id=thread.channel_id,
+            thread_ts=thread.thread_ts,
+            title=title,
+            prompts=[{"title": label, "message": text} for label, text in prompts],
+        )
+
+    async def start_stream(
+        self, thread: ThreadRef, recipient: str, steps: Sequence[Step], display: str
+    ) -> str:
+        """``chat.startStream`` in the thread; the recipient fields always (Slack requires
+        them outside DMs, and they name the same person in one)."""
+        args: dict[str, Any] = {
+            "channel": thread.channel_id,
+            "thread_ts": thread.thread_ts,
+            "recipient_team_id": thread.team_id,
+            "recipient_user_id": recipient,
+            "task_display_mode": display,
+        }
+        if steps:
+            args["chunks"] = stream_chunks.chunks(steps)
+        response = await self._call("chat.startStream", **args)
+        return str(response["ts"])
+
+    async def append_stream(
+        self, thread: ThreadRef, ts: str, steps: Sequence[Step], markdown: str = ""
+    ) -> None:
+        await self._append(thread, ts, steps, stream_chunks.markdown_pieces(markdown))
+
+    async def _append(
+        self, thread: ThreadRef, ts: str, steps: Sequence[Step], pieces: Sequence[str]
+    ) -> None:
+        """``chat.appendStream`` of the steps, and the (inert) Markdown pieces one a call."""
+        for index, piece in enumerate(pieces or [""]):
+            found = stream_chunks.chunks(steps if index == 0 else (), piece)
+            if found:
+                await self._call(
+                    "chat.appendStream", channel=thread.channel_id, ts=ts, chunks=found
+                )
+
+    async def stop_stream(
+        self, thread: ThreadRef, ts: str, steps: Sequence[Step], markdown: str = ""
+    ) -> None:
+        """``chat.stopStream``; an answer longer than one call's Markdown is appended in
+        pieces first, the last one going with the stop."""
+        pieces = stream_chunks.markdown_pieces(markdown) or [""]
+        if len(pieces) > 1:
+            await self._append(thread, ts, steps, pieces[:-1])
+            steps = ()
+        found = stream_chunks.chunks(steps, pieces[-1])
+        args: dict[str, Any] = {"channel": thread.channel_id, "ts": ts}
+        if found:
+            args["chunks"] = found
+        await self._call("chat.stopStream", **args)
+
+    async def post_thread_card(self, request: ApprovalRequest) -> MessageRef:
+        text, message_blocks = thread_notes.thread_card(request)
+        thread = request.thread
+        return await self._post(thread.channel_id, text, thread.thread_ts, message_blocks)
+
+    async def update_thread_card(self, message: MessageRef, request: ApprovalRequest) -> None:
+        text, message_blocks = thread_notes.thread_card(request)
+        await self._update(message, text, message_blocks)

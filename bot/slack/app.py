@@ -8,6 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 
+from bot.flow.agent_view import AgentView
 from bot.flow.assistant import Assistant
 from bot.flow.console import Console
 from bot.slack import admission, listeners
@@ -26,6 +27,7 @@ def build_bolt_app(
     *,
     signing_secret: str | None,
     people: Admission | None = None,
+    agent_view: AgentView | None = None,
 ) -> AsyncApp:
     """The Bolt app. ``signing_secret=None`` (Socket Mode) turns request signing off;
     ``people``: whom the bot serves beyond its install's workspace (the defaults of the
@@ -53,5 +55,5 @@ def build_bolt_app(
         return BoltResponse(status=500, body="")
 
     admission.register(app, chat, background, people or Admission())
-    listeners.register(app, assistant, console, chat, background)
+    listeners.register(app, assistant, console, chat, background, agent_view)
     return app

@@ -26,6 +26,8 @@ from bot.slack.blocks import (
     _fit_code,
     _join_or,
     _md,
+    call_block_id,
+    call_buttons,
     section,
     slack_date,
     truncate,
@@ -220,3 +222,31 @@ def resume_failed_blocks(request: ApprovalRequest, problem: str) -> list[Block]:
             elements=[ButtonElement(text="Retry", action_id=RETRY_RESUME, value=request.id)]
         ),
     ]
+
+
+def thread_card(request: ApprovalRequest) -> tuple[str, list[Block]]:
+    """The request's buttons in the requester's thread: each waiting call with its own
+    Approve / Deny (the card's block ids, so a click is checked exactly as on the card),
+    and a link to the card; once decided, what was decided, without buttons."""
+    if request.status is not Status.PENDING:
+        text, decided = decided_note(request)
+        return text, decided
+    link = f" (<{request.card_link}|the card>)" if request.card_link else ""
+    blocks: list[Block] = [
+        section(
+            f":raised_hand: Waiting for approval in <#{request.approvals_channel}>{link}. "
+            "You may decide here too:"
+        )
+    ]
+    for index in request.undecided[:CARD_MAX_CALLS]:
+        call = request.calls[index]
+        arguments, _ = _fit_code(call.pretty_arguments(), 600, SECTION_LIMIT - 300)
+        blocks.append(section(f"`{escape(call.name[:200])}`\n{arguments}"))
+        blocks.append(
+            ActionsBlock(
+                block_id=call_block_id(request, index), elements=call_buttons(request, index)
+            )
+        )
+    if len(request.undecided) > CARD_MAX_CALLS:
+        blocks.append(section("_…and more: decide them on the card._"))
+    return "An action waits for approval; you may decide it here.", blocks

@@ -224,3 +224,38 @@ def audit_shipper_lock(sink: str) -> str:
 
 def grant_made(grant_id: str) -> str:
     return GRANT_MADE + grant_id
+
+
+# -- the agent's thread as Slack shows AI apps (issue 17) ------------------------------------
+#: Hash: a thread shown the native way (status, streamed steps and answer): ``requester``,
+#: ``team`` (the stream's recipient), ``ts`` (the stream open now, absent between runs) and
+#: ``titled``. Any process continues it from here. Same TTL as THREAD, refreshed on write.
+AGENT_THREAD: Final = f"{PREFIX}:agent-thread:"
+#: Hash: per thread, tool_call_id -> the step as last shown (JSON), so that a step is shown
+#: again only when it changed: a retried resume, or one in another process, shows nothing
+#: twice. Same TTL as THREAD.
+AGENT_STEPS: Final = f"{PREFIX}:agent-steps:"
+#: String: a workspace where Slack refused the AI-app methods (``unknown_method``,
+#: ``not_allowed_token_type``...), with the error. It gets the placeholder messages instead
+#: for ``NATIVE_OFF_TTL_S``, then the methods are tried again (a plan may change).
+NATIVE_OFF: Final = f"{PREFIX}:native-off:"
+NATIVE_OFF_TTL_S: Final = 3600
+#: String: the message with a request's buttons in its requester's thread (JSON ref), to
+#: update it as the card is. Kept as long as a decided request (DECIDED_APPROVAL_TTL_S).
+THREAD_CARD: Final = f"{PREFIX}:thread-card:"
+
+
+def agent_thread(thread_key: str) -> str:
+    return AGENT_THREAD + thread_key
+
+
+def agent_steps(thread_key: str) -> str:
+    return AGENT_STEPS + thread_key
+
+
+def native_off(team_id: str) -> str:
+    return NATIVE_OFF + team_id
+
+
+def thread_card(approval_id: str) -> str:
+    return THREAD_CARD + approval_id

@@ -250,6 +250,9 @@ class SlackStandIn:
     characters of text in all is refused ``msg_blocks_too_long``, besides Block Kit's
     50 blocks, 3000 characters a section, and 40 000 characters of ``text``.
 
+    Slack's AI-app methods (``assistant.threads.*``, ``chat.startStream`` and the rest) are
+    in ``ai`` (tests/standins/slack_ai.py): what they showed, and ``ai.unavailable``.
+
     Recorded state: ``calls``, ``errors``, ``messages`` ((channel, ts) -> current message),
     ``views`` (view id -> current view), ``home_views`` (user id -> view id) and
     ``responses`` (every JSON body posted to a URL from ``new_response_url()``, in order,
@@ -331,6 +334,15 @@ class SlackStandIn:
             "apps.connections.open": self._apps_connections_open,
             "conversations.join": self._conversations_join,
         }
+        from tests.standins.slack_ai import METHODS, AISide
+
+        #: Slack's AI-app methods (status, titles, prompts, streamed replies): see slack_ai
+        self.ai = AISide(self)
+        self._handlers.update(self.ai.handlers())
+        for method, (tier, scope) in METHODS.items():
+            if tier is not None:
+                METHOD_TIERS.setdefault(method, tier)
+            _METHOD_SCOPES.setdefault(method, scope)
 
     # ------------------------------------------------------------------ lifecycle
 

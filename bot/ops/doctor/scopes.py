@@ -29,6 +29,7 @@ BOT_SCOPES = (
     "usergroups:read",
     "reactions:write",
     "commands",
+    "assistant:write",
 )
 
 MANIFEST = "manifest.yml"

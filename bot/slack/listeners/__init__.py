@@ -4,15 +4,29 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.flow.agent_view import AgentView
 from bot.flow.assistant import Assistant
 from bot.flow.console import Console
 from bot.slack.adapter import SlackChat
 from bot.slack.background import Background
-from bot.slack.listeners import actions, commands, home, membership, messages, views
+from bot.slack.listeners import (
+    actions,
+    assistant_threads,
+    commands,
+    home,
+    membership,
+    messages,
+    views,
+)
 
 
 def register(
-    app: AsyncApp, assistant: Assistant, console: Console, chat: SlackChat, background: Background
+    app: AsyncApp,
+    assistant: Assistant,
+    console: Console,
+    chat: SlackChat,
+    background: Background,
+    agent_view: AgentView | None = None,
 ) -> None:
     """Every listener goes through ``background.after_ack``: answered at its ack."""
 
@@ -25,3 +39,5 @@ def register(
     commands.register(app, console, background)
     home.register(app, console, chat, background)
     membership.register(app, assistant, background)
+    if agent_view is not None:
+        assistant_threads.register(app, agent_view, background)
