@@ -21,8 +21,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from redis.exceptions import RedisError
-
 from bot.core.approval import ApprovalRequest, MessageRef, ThreadRef, excerpt
 from bot.core.assistant_config import AssistantConfig
 from bot.core.steps import Step, StepState, as_decided, awaiting, decided
@@ -30,6 +28,7 @@ from bot.errors import UpstreamError
 from bot.flow.chat import AgentSurface, Chat, IncomingMessage
 from bot.flow.stream_writer import StreamWriter
 from bot.storage.agent_threads import AgentThread, AgentThreadStore
+from bot.storage.connections import STORAGE_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -291,7 +290,7 @@ class AgentView:
             if await self.store.native_off(thread.team_id):
                 return None
             return await self.store.get(thread)
-        except (RedisError, OSError) as error:
+        except STORAGE_ERRORS as error:
             logger.warning("thread %s: shown plainly, Redis did not answer: %r", thread.key, error)
             return None
 
