@@ -147,6 +147,31 @@ AUDIT_SHIPPER_LOCK_TTL_MS: Final = 30_000
 #: create it again (nor bring back a grant revoked meanwhile). Same TTL as AUDIT_ENTRY_SEEN.
 GRANT_MADE: Final = f"{PREFIX}:grant-made:"
 
+# -- the HTTP API (bot.api) -----------------------------------------------------------------
+#: String: ``<approval id>:<fingerprint of the body>`` under a client's ``Idempotency-Key``
+#: (hashed), set once (NX) before the request is made: the same key returns the same
+#: request. Kept ``API_IDEMPOTENCY_TTL_S``, as long as a client may sensibly retry.
+API_IDEMPOTENCY: Final = f"{PREFIX}:api-idempotency:"
+API_IDEMPOTENCY_TTL_S: Final = 24 * 3600
+
+#: String: a client's request count in one rate-limit window (INCR); it expires with the
+#: window (``API_RATE_WINDOW_S``, plus a second of slack for clocks).
+API_RATE: Final = f"{PREFIX}:api-rate:"
+API_RATE_WINDOW_S: Final = 60
+
+#: Sorted set of approval ids whose decision is to be POSTed to their callback URL, by
+#: when to try next. No TTL: a member leaves when delivered or given up
+#: (``WEBHOOK_GIVE_UP_S`` after its first attempt).
+WEBHOOKS_DUE_ZSET: Final = f"{PREFIX}:webhooks-due_zs"
+WEBHOOK_GIVE_UP_S: Final = 24 * 3600
+#: How long a delivery taken by a job may run before the sweeper offers it again.
+WEBHOOK_IN_FLIGHT_S: Final = 60
+
+#: Hash: one request's webhook delivery: ``attempts``, ``first_at``, ``last_error``. Kept
+#: ``WEBHOOK_STATE_TTL_S`` (beyond the give-up time, so a late attempt still counts).
+WEBHOOK_STATE: Final = f"{PREFIX}:webhook:"
+WEBHOOK_STATE_TTL_S: Final = 2 * 24 * 3600
+
 # -- Slack -----------------------------------------------------------------------------------
 #: String: JSON list of a channel's members (``conversations.members``), a short cache.
 CHANNEL_MEMBERS: Final = f"{PREFIX}:members:"
@@ -224,3 +249,15 @@ def audit_shipper_lock(sink: str) -> str:
 
 def grant_made(grant_id: str) -> str:
     return GRANT_MADE + grant_id
+
+
+def api_idempotency(client: str, key_hash: str) -> str:
+    return f"{API_IDEMPOTENCY}{client}:{key_hash}"
+
+
+def api_rate(client: str, window: int) -> str:
+    return f"{API_RATE}{client}:{window}"
+
+
+def webhook_state(approval_id: str) -> str:
+    return WEBHOOK_STATE + approval_id

@@ -84,6 +84,7 @@ def from_dict(data: dict[str, Any]) -> ApprovalRequest:
         follow_up_id=data.get("follow_up_id"),
         expires_at=data.get("expires_at"),
         extra=data.get("extra", {}),
+        origin=str(data.get("origin") or ""),  # requests stored before the HTTP API: ""
     )
 
 
