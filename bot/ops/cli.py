@@ -24,7 +24,7 @@ from bot.mistral.tools import Tool, load_tools
 from bot.ops import audit_cli, policy_cli
 from bot.ops.doctor import render_json, render_table, run_doctor
 from bot.ops.services import Services, open_services
-from bot.ops.settings import Mode, Settings, load_settings
+from bot.ops.settings import Mode, Settings, load_api_clients, load_settings
 
 logger = logging.getLogger("bot")
 
@@ -68,6 +68,7 @@ def load(mode: Mode, config_file: Path | None = None) -> tuple[Settings, BotConf
     config = load_config(path)
     tools = load_tools(config, path)
     load_server_tools(config, path)  # a missing credential stops start-up here
+    load_api_clients(config, path)  # so does an API client's missing key
     load_mcp_servers(config, path)
     return settings, config, tools
 

@@ -14,11 +14,13 @@ from slack_bolt.async_app import AsyncApp
 from bot.core.config import BotConfig
 from bot.core.policy import Policy
 from bot.errors import ConfigError
+from bot.flow.api_approvals import ApiSettings
 from bot.flow.assistant import Assistant
 from bot.flow.console import Console
 from bot.flow.directory import Directory
 from bot.flow.gatekeeper import Gatekeeper
 from bot.flow.sweeper import Sweeper
+from bot.flow.webhooks import HttpWebhookSender
 from bot.metrics import Metrics
 from bot.mistral.mcp_servers import load_mcp_servers
 from bot.mistral.runner import AgentRunner, make_client
@@ -26,7 +28,7 @@ from bot.mistral.server_tools import held_names, load_server_tools
 from bot.mistral.tools import Tool
 from bot.ops.doctor.preflight import Preflight
 from bot.ops.doctor.run import preflight_checks
-from bot.ops.settings import Settings
+from bot.ops.settings import Settings, load_api_clients
 from bot.slack.adapter import SlackChat, make_web_client
 from bot.slack.admission import Admission
 from bot.slack.app import build_bolt_app
@@ -144,7 +146,14 @@ async def open_services(
             metrics=metrics,
             retry_for_ms=settings.mistral_retry_for_ms,
         )
-        assistant = Assistant(store, runner, chat, gatekeeper, jobs, metrics)
+        webhooks = HttpWebhookSender()  # POSTs decisions to API clients' callback URLs
+        stack.push_async_callback(webhooks.aclose)
+        api = ApiSettings(
+            load_api_clients(config, settings.bot_config),
+            settings.api_requests_per_minute,
+            webhooks,
+        )
+        assistant = Assistant(store, runner, chat, gatekeeper, jobs, metrics, api)
         console = Console(store, gatekeeper, assistant.decisions)
         background = Background()
         bolt = build_bolt_app(
