@@ -179,7 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(error.render(), file=sys.stderr)
         return EXIT_CONFIG
-    _configure_logging(settings)
+    # the API clients' keys are masked in every log line too (none is logged on purpose)
+    path = getattr(args, "file", None) or settings.bot_config
+    client_keys = [client.key for client in load_api_clients(config, path)]
+    configure_logging(settings.log_level, settings.log_format, [*settings.secrets, *client_keys])
     if mode == "check":
         names = ", ".join(tool.name for tool in tools) or "none"
         print(f"{settings.bot_config if args.file is None else args.file}: OK (tools: {names})")
