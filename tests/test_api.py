@@ -469,3 +469,21 @@ async def test_the_webhook_is_signed_and_retried_until_the_receiver_takes_it(
     delivered = [e for e in audit if e["event"] == "webhook_delivered"]
     assert len(delivered) == 1 and "after 3 attempts" in delivered[0]["detail"]
     assert await bot.redis.zcard(keys.WEBHOOKS_DUE_ZSET) == 0
+
+
+async def test_the_requester_is_told_in_the_notify_thread(bot: BotUnderTest) -> None:
+    made = await Api(bot).create(
+        BOOK, notify={"channel": "C0GENERAL", "thread_ts": "1712000000.000100"}
+    )
+    note = await bot.slack.wait_for(
+        "chat.postMessage",
+        lambda a: a["channel"] == "C0GENERAL" and "on your behalf" in all_text(a),
+    )
+    assert note["thread_ts"] == "1712000000.000100"
+    await bot.send.click("approval_approve", made["id"], user=MANAGER)
+    decided = await bot.slack.wait_for(
+        "chat.postMessage",
+        lambda a: a["channel"] == "C0GENERAL" and f"<@{MANAGER}>" in all_text(a),
+    )
+    assert decided["thread_ts"] == "1712000000.000100"
+    assert not [a for a in bot.slack.calls_to("chat.postMessage") if a.get("channel") == REQUESTER]
