@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -331,6 +332,15 @@ class ApiApprovals:
     async def deliver(self, approval_id: str) -> None:
         """One attempt at a request's webhook (a job); on failure the next is scheduled,
         doubling from 1 s up to an hour, until a 2xx or 24 hours after the first."""
+        owner = secrets.token_hex(8)
+        if not await self.api_store.lock_webhook(approval_id, owner):
+            return  # another job delivers it now; it reschedules it if that fails
+        try:
+            await self._deliver(approval_id)
+        finally:
+            await self.api_store.unlock_webhook(approval_id, owner)
+
+    async def _deliver(self, approval_id: str) -> None:
         if not await self.api_store.webhook_pending(approval_id):
             return  # delivered (or given up) by an earlier job
         try:

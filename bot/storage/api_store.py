@@ -23,6 +23,17 @@ end
 return count
 """
 
+#: Deletes a lock only if its owner still holds it.
+_UNLOCK: Final = """
+-- KEYS[1]: the lock
+-- ARGV[1]: the owner's token
+-- returns 1 if the lock was deleted, 0 if another owner held it (or nobody did)
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
 
 @dataclass(frozen=True)
 class Claimed:
@@ -48,6 +59,7 @@ class ApiStore:
     def __init__(self, client: RedisClient) -> None:
         self.redis = client
         self._hit = client.register_script(_HIT)
+        self._unlock = client.register_script(_UNLOCK)
 
     async def claim(
         self, client: str, idempotency_key: str, approval_id: str, fingerprint: str
@@ -109,6 +121,14 @@ class ApiStore:
     async def webhook_finished(self, approval_id: str) -> None:
         """Delivered, or given up: no more attempts."""
         await self.redis.zrem(keys.WEBHOOKS_DUE_ZSET, approval_id)
+
+    async def lock_webhook(self, approval_id: str, owner: str) -> bool:
+        """Take the delivery of ``approval_id`` (False: another job is delivering it)."""
+        key = keys.webhook_lock(approval_id)
+        return bool(await self.redis.set(key, owner, nx=True, px=keys.WEBHOOK_LOCK_TTL_MS))
+
+    async def unlock_webhook(self, approval_id: str, owner: str) -> None:
+        await self._unlock(keys=[keys.webhook_lock(approval_id)], args=[owner])
 
     async def webhook_pending(self, approval_id: str) -> bool:
         return await self.redis.zscore(keys.WEBHOOKS_DUE_ZSET, approval_id) is not None

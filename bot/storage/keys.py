@@ -167,6 +167,12 @@ WEBHOOK_GIVE_UP_S: Final = 24 * 3600
 #: How long a delivery taken by a job may run before the sweeper offers it again.
 WEBHOOK_IN_FLIGHT_S: Final = 60
 
+#: String: held by the job delivering a request's webhook, so that two jobs for it (the
+#: first one, and the sweeper's once it seemed late) never POST at once. Lives
+#: ``WEBHOOK_LOCK_TTL_MS``: longer than one attempt (10 s), gone if its process dies.
+WEBHOOK_LOCK: Final = f"{PREFIX}:webhook-lock:"
+WEBHOOK_LOCK_TTL_MS: Final = 30_000
+
 #: Hash: one request's webhook delivery: ``attempts``, ``first_at``, ``last_error``. Kept
 #: ``WEBHOOK_STATE_TTL_S`` (beyond the give-up time, so a late attempt still counts).
 WEBHOOK_STATE: Final = f"{PREFIX}:webhook:"
@@ -261,3 +267,7 @@ def api_rate(client: str, window: int) -> str:
 
 def webhook_state(approval_id: str) -> str:
     return WEBHOOK_STATE + approval_id
+
+
+def webhook_lock(approval_id: str) -> str:
+    return WEBHOOK_LOCK + approval_id
