@@ -487,3 +487,35 @@ async def test_the_requester_is_told_in_the_notify_thread(bot: BotUnderTest) -> 
     )
     assert decided["thread_ts"] == "1712000000.000100"
     assert not [a for a in bot.slack.calls_to("chat.postMessage") if a.get("channel") == REQUESTER]
+
+
+async def test_an_expired_request_is_posted_to_its_webhook(bot: BotUnderTest) -> None:
+    async with WebhookReceiver() as receiver:
+        made = await Api(bot).create(BOOK, callback_url=receiver.url)
+        await bot.card()
+        swept = await bot.services.sweeper.sweep(now=time.time() + 25 * 3600)
+        assert swept.expired == [made["id"]]
+        (delivery,) = await receiver.wait_for(1)
+        payload = json.loads(delivery.body)
+        assert payload["status"] == "expired"
+        assert payload["calls"][0]["decision"] == "expired"
+        assert "not a denial" in payload["calls"][0]["reason"]
+        await bot.settled()
+
+
+async def test_a_webhook_is_given_up_24_hours_after_its_first_attempt(bot: BotUnderTest) -> None:
+    async with WebhookReceiver(fail_first=1000) as receiver:
+        made = await Api(bot).create(BOOK, callback_url=receiver.url)
+        await bot.card()
+        # a delivery that has been failing since yesterday
+        state = keys.webhook_state(made["id"])
+        await bot.redis.hset(state, mapping={"first_at": repr(time.time() - 24 * 3600 - 60)})
+        await bot.send.click("approval_approve", made["id"], user=MANAGER)
+        await receiver.wait_for(1)
+        await bot.settled()
+        audit = [e for _, e in await bot.redis.xrange(keys.AUDIT_STREAM)]
+        failed = [e for e in audit if e["event"] == "webhook_failed"]
+        assert len(failed) == 1 and "500" in failed[0]["detail"]
+        assert await bot.redis.zscore(keys.WEBHOOKS_DUE_ZSET, made["id"]) is None
+        await asyncio.sleep(1.5)  # no further attempt comes
+        assert len(receiver.deliveries) == 1
