@@ -32,7 +32,9 @@ LEGACY_PREFIX: Final = "approval-bot"
 #: 1: one approvals channel. 2: a policy gate (approvers, quorum), votes, per-call verdicts.
 #: 3: a gate, votes and a decision per call (field ``decisions``), edits, a ``revision``.
 #: 4: the deferral stored with each call's arguments once (bot.storage.stored_deferral).
-SCHEMA_VERSION: Final = 4
+#: 5: ``origin``, the HTTP API client that asked ("" for Slack); a process older than 5 would
+#: take such a request for a Slack conversation and resume it: no rolling overlap across 5.
+SCHEMA_VERSION: Final = 5
 
 # -- approvals -------------------------------------------------------------------------------
 #: Hash: one approval request (its metadata, the serialized deferral, the decision).
