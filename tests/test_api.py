@@ -385,7 +385,7 @@ def _body(**fields: Any) -> bytes:
         (b"[]", 400, ""),
         (json.dumps({"requester": REQUESTER, "summary": "x"}).encode(), 422, "/deferral"),
         (_body(requester="bob"), 422, "/requester"),
-        (_body(requester={"email": "a@example.com"}), 422, "/requester/email"),
+        (_body(requester={"email": "not an email"}), 422, "/requester/email"),
         (_body(summary=""), 422, "/summary"),
         (_body(callback_url="http://example.com/h"), 422, "/callback_url"),
         (_body(callback_url="ftp://127.0.0.1/h"), 422, "/callback_url"),
@@ -519,3 +519,23 @@ async def test_a_webhook_is_given_up_24_hours_after_its_first_attempt(bot: BotUn
         assert await bot.redis.zscore(keys.WEBHOOKS_DUE_ZSET, made["id"]) is None
         await asyncio.sleep(1.5)  # no further attempt comes
         assert len(receiver.deliveries) == 1
+
+
+async def test_a_requester_named_by_email_is_looked_up_in_slack(bot: BotUnderTest) -> None:
+    bot.slack.users[REQUESTER] = {"profile": {"email": "ana@example.com"}}
+    bot.slack.users[OUTSIDER] = {"profile": {"email": "eve@example.com"}}
+    made = await Api(bot).create(BOOK, requester={"email": "Ana@example.com"})
+    assert made["requester"] == REQUESTER
+    assert f"asked on behalf of <@{REQUESTER}>" in all_text(await bot.card())
+
+    body = {"deferral": api_deferral(BOOK), "summary": "x"}
+    unknown = await Api(bot).call(
+        "POST", "/api/v1/approvals", {**body, "requester": {"email": "nobody@example.com"}}
+    )
+    assert (unknown[0], unknown[1]["field"]) == (422, "/requester/email")
+    # an email does not widen whom a client may ask for
+    other = await Api(bot).call(
+        "POST", "/api/v1/approvals", {**body, "requester": {"email": "eve@example.com"}}
+    )
+    assert (other[0], other[1]["field"]) == (403, "/requester")
+    assert await bot.redis.zcard(keys.PENDING_ZSET) == 1

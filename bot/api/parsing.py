@@ -16,6 +16,7 @@ from bot.flow.api_approvals import ApprovalAsk, Notify
 
 USER_ID: Final = re.compile(r"^[UW][A-Z0-9]{2,}$")
 CHANNEL_ID: Final = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 THREAD_TS: Final = re.compile(r"^\d{1,12}\.\d{1,9}$")
 #: Hosts a callback URL may reach over plain ``http://`` (a receiver on this machine).
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -42,9 +43,11 @@ def approval_ask(body: dict[str, Any]) -> ApprovalAsk:
         raise InvalidInput(f"/{unknown[0]}", "unknown field; fix: remove it or fix its spelling")
     if "deferral" not in body:
         raise InvalidInput("/deferral", "missing; fix: send DeferredToolCallsException.to_dict()")
+    requester, email = _requester(body.get("requester"))
     return ApprovalAsk(
         deferral=body["deferral"] if isinstance(body["deferral"], dict) else _not_object(),
-        requester=_requester(body.get("requester")),
+        requester=requester,
+        requester_email=email,
         summary=_text(body.get("summary"), "/summary", MAX_SUMMARY),
         tools=_tools(body.get("tools")),
         callback_url=_callback_url(body.get("callback_url")),
@@ -56,15 +59,18 @@ def _not_object() -> dict[str, Any]:
     raise InvalidInput("/deferral", "must be a JSON object (DeferredToolCallsException.to_dict())")
 
 
-def _requester(value: Any) -> str:
+def _requester(value: Any) -> tuple[str, str | None]:
+    """The requester's user id, or ("", their email) to look up in Slack."""
     if isinstance(value, str) and USER_ID.match(value):
-        return value
-    if isinstance(value, dict) and "email" in value:
-        raise InvalidInput(
-            "/requester/email",
-            "requesters by email are not supported yet; fix: send their Slack user id (U…)",
-        )
-    raise InvalidInput("/requester", "must be a Slack user id such as U0123ABCDE")
+        return value, None
+    if isinstance(value, dict) and set(value) == {"email"}:
+        email = value["email"]
+        if isinstance(email, str) and EMAIL.match(email) and len(email) <= 254:
+            return "", email
+        raise InvalidInput("/requester/email", "must be an email address")
+    raise InvalidInput(
+        "/requester", 'must be a Slack user id such as U0123ABCDE, or {"email": "…"}'
+    )
 
 
 def _text(value: Any, where: str, limit: int) -> str:

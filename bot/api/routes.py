@@ -18,7 +18,7 @@ from bot.api import parsing
 from bot.api.openapi import DOCUMENT
 from bot.api.problems import problem
 from bot.core.api_config import ApiClient
-from bot.errors import ApprovalNotFound, InvalidInput
+from bot.errors import ApprovalNotFound, InvalidInput, UpstreamError
 from bot.flow.api_approvals import MAX_WAIT_S, ApiApprovals
 from bot.flow.api_view import approval_view
 from bot.logs import log_context
@@ -65,9 +65,13 @@ def authenticated(handler: Handler) -> Callable[[web.Request], Awaitable[web.Str
             return problem(error.status, error.detail, field=error.field)
         except ApprovalNotFound as error:
             return problem(404, f"no approval request {error.approval_id!r} of this client")
-        except (RedisError, OSError) as error:
-            logger.warning("API %s %s: Redis failed: %r", request.method, request.path, error)
-            return problem(503, "the bot's storage is unavailable; try again shortly")
+        except (RedisError, OSError, UpstreamError) as error:
+            # nothing was made (or what was made is kept): the client may send it again
+            logger.warning("API %s %s failed upstream: %r", request.method, request.path, error)
+            return problem(
+                503, "Slack or the bot's storage is unavailable; try again shortly",
+                headers={"Retry-After": "5"},
+            )  # fmt: skip
         except Exception:  # a bug: logged whole; the client gets no traceback
             logger.exception("API %s %s failed", request.method, request.path)
             return problem(500, "the request failed inside the bot; it is logged")

@@ -36,7 +36,7 @@ from bot.core.approval import (
     excerpt,
     new_approval_id,
 )
-from bot.errors import ApprovalNotFound, ClientNotAllowed, InvalidInput
+from bot.errors import ApprovalNotFound, ClientNotAllowed, InvalidInput, UpstreamError
 from bot.flow.api_view import approval_view
 from bot.flow.cards import Cards
 from bot.flow.chat import Chat
@@ -89,12 +89,15 @@ class ApprovalAsk:
     tools: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> parameters
     callback_url: str | None = None
     notify: Notify | None = None
+    #: the requester named by email instead of ``requester`` (looked up in Slack)
+    requester_email: str | None = None
 
     @property
     def fingerprint(self) -> str:
         """Names the body: an idempotency key used again with another body is refused."""
         body = json.dumps(
-            [self.deferral, self.requester, self.summary, self.tools, self.callback_url,
+            [self.deferral, self.requester or self.requester_email, self.summary, self.tools,
+             self.callback_url,
              [self.notify.channel_id, self.notify.thread_ts] if self.notify else None],
             sort_keys=True,
             separators=(",", ":"),
@@ -153,6 +156,8 @@ class ApiApprovals:
             raise InvalidInput(error.where, error.problem) from error
         for name, schema in ask.tools.items():
             _check_schema(name, schema)
+        if ask.requester_email is not None:
+            ask = replace(ask, requester=await self._requester_by_email(ask.requester_email))
         await self._check_requester(client, ask.requester)
         approval_id = new_approval_id()
         if idempotency_key is not None:
@@ -175,6 +180,21 @@ class ApiApprovals:
                 await self.api_store.release(client.name, idempotency_key)
             raise
         return request, True
+
+    async def _requester_by_email(self, email: str) -> str:
+        try:
+            user_id = await self.chat.user_by_email(email)
+        except UpstreamError as error:
+            if error.permanent:  # missing_scope: an install from before users:read.email
+                raise InvalidInput(
+                    "/requester/email",
+                    f"Slack refused to look people up by email ({error.code}); fix: send the "
+                    "requester's user id, or reinstall the app from manifest.yml",
+                ) from error
+            raise
+        if user_id is None:
+            raise InvalidInput("/requester/email", "no active Slack user has this email")
+        return user_id
 
     async def _check_requester(self, client: ApiClient, requester: str) -> None:
         groups = await self.directory.usergroups_of(requester) if client.names_usergroups else ()
