@@ -141,7 +141,11 @@ class Api:
 
     async def create(self, *calls: tuple[str, dict[str, Any]], **fields: Any) -> dict[str, Any]:
         body = {"deferral": api_deferral(*calls), "requester": REQUESTER, "summary": "Rodez"}
-        status, answer, _ = await self.call("POST", "/api/v1/approvals", {**body, **fields})
+        body.update(fields)
+        # what a client sends is what the document describes
+        schema = {"$ref": "#/components/schemas/NewApproval", "components": DOCUMENT["components"]}
+        OAS31Validator(schema).validate(body)
+        status, answer, _ = await self.call("POST", "/api/v1/approvals", body)
         assert status == 201, answer
         return dict(answer)
 

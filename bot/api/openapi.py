@@ -80,7 +80,17 @@ _NEW_APPROVAL: Final = {
             "description": "DeferredToolCallsException.to_dict() (the mistralai SDK)",
             "required": ["conversation_id", "deferred_calls"],
         },
-        "requester": {"type": "string", "pattern": "^[UW][A-Z0-9]{2,}$"},
+        "requester": {
+            "oneOf": [
+                {"type": "string", "pattern": "^[UW][A-Z0-9]{2,}$"},
+                {
+                    "type": "object",
+                    "required": ["email"],
+                    "additionalProperties": False,
+                    "properties": {"email": {"type": "string", "format": "email"}},
+                },
+            ]
+        },
         "summary": {"type": "string", "minLength": 1, "maxLength": 3000},
         "tools": {
             "type": "array",
@@ -143,6 +153,37 @@ DOCUMENT: Final[dict[str, Any]] = {
         },
     },
     "security": [{"bearer": []}],
+    "webhooks": {
+        "approvalConcluded": {
+            "post": {
+                "summary": "a request with a callback_url was decided or expired",
+                "description": "Signed: X-Approval-Bot-Signature is v1= and the hex "
+                "HMAC-SHA256 of v1:{timestamp}:{body} with the client's key. Any 2xx takes it; "
+                "otherwise it comes again (1 s doubling to an hour) for 24 hours.",
+                "parameters": [
+                    {
+                        "name": "X-Approval-Bot-Timestamp",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "X-Approval-Bot-Signature",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^v1=[0-9a-f]{64}$"},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Approval"}}
+                    },
+                },
+                "responses": {"2XX": {"description": "taken"}},
+            }
+        }
+    },
     "paths": {
         "/api/v1/approvals": {
             "post": {
