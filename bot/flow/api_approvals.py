@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import json
 import logging
-import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -37,18 +36,17 @@ from bot.core.approval import (
     new_approval_id,
 )
 from bot.errors import ApprovalNotFound, ClientNotAllowed, InvalidInput, UpstreamError
-from bot.flow.api_view import approval_view
 from bot.flow.cards import Cards
 from bot.flow.chat import Chat
 from bot.flow.gatekeeper import Gatekeeper
 from bot.flow.reporting import quietly
+from bot.flow.webhook_deliveries import WebhookDeliveries
 from bot.flow.webhooks import WebhookSender
 from bot.logs import log_context
 from bot.mistral.deferral import DeferralInvalid, calls_of, parse_deferral
-from bot.storage import keys
 from bot.storage.api_store import ApiStore
 from bot.storage.audit import POLICY
-from bot.storage.jobs import JobQueue, Kind
+from bot.storage.jobs import JobQueue
 from bot.storage.store import Store
 
 logger = logging.getLogger(__name__)
@@ -56,10 +54,6 @@ logger = logging.getLogger(__name__)
 #: The longest a ``GET …?wait=`` holds its answer, and how often it looks meanwhile.
 MAX_WAIT_S: Final = 60.0
 POLL_S: Final = 0.2
-#: Longest wait between two attempts at a webhook.
-WEBHOOK_MAX_BACKOFF_S: Final = 3600
-#: Deliveries a sweep takes.
-WEBHOOK_BATCH: Final = 200
 
 
 @dataclass(frozen=True)
@@ -126,7 +120,10 @@ class ApiApprovals:
         self.cards = cards
         self.jobs = jobs
         self.settings = settings
-        self.clients = {client.name: client for client in settings.clients}
+        #: the signed POSTs of decided requests to their clients' callback URLs
+        self.webhooks = WebhookDeliveries(
+            store, self.api_store, self.audit, jobs, settings.clients, settings.webhooks
+        )
 
     # -- who asks ----------------------------------------------------------------------------
     def authenticate(self, key: str) -> ApiClient | None:
@@ -336,81 +333,7 @@ class ApiApprovals:
         request = await self.store.update_approval(request, resume=Resume.DONE, outcome=outcome)
         await quietly(self.chat.update_card(request))
         if request.extra.get("callback_url"):
-            # scheduled first: if the job is lost, the sweeper offers the delivery again
-            await self.api_store.schedule_webhook(
-                request.id, time.time() + keys.WEBHOOK_IN_FLIGHT_S
-            )
-            await self.jobs.enqueue(Kind.WEBHOOK, request.id)
-
-    async def deliver_due(self, now: float) -> list[str]:
-        """Enqueue the webhook deliveries due by ``now`` (the sweeper calls it)."""
-        due = await self.api_store.webhooks_due(now, WEBHOOK_BATCH)
-        for approval_id in due:
-            await self.jobs.enqueue(Kind.WEBHOOK, approval_id)
-        return due
-
-    async def deliver(self, approval_id: str) -> None:
-        """One attempt at a request's webhook (a job); on failure the next is scheduled,
-        doubling from 1 s up to an hour, until a 2xx or 24 hours after the first."""
-        owner = secrets.token_hex(8)
-        if not await self.api_store.lock_webhook(approval_id, owner):
-            return  # another job delivers it now; it reschedules it if that fails
-        try:
-            await self._deliver(approval_id)
-        finally:
-            await self.api_store.unlock_webhook(approval_id, owner)
-
-    async def _deliver(self, approval_id: str) -> None:
-        if not await self.api_store.webhook_pending(approval_id):
-            return  # delivered (or given up) by an earlier job
-        try:
-            request = await self.store.get_approval(approval_id)
-        except ApprovalNotFound:
-            await self.api_store.webhook_finished(approval_id)
-            return
-        url = request.extra.get("callback_url")
-        client = self.clients.get(request.origin)
-        sender = self.settings.webhooks
-        if not url or client is None or sender is None:
-            logger.error("API approval %s: no client or URL to deliver to", approval_id)
-            await self.api_store.webhook_finished(approval_id)
-            return
-        now = time.time()
-        delivery = await self.api_store.attempt(approval_id, now)
-        sent = await sender.post(str(url), client.key, approval_view(request))
-        result = str(sent.status) if sent.status is not None else sent.error
-        if sent.ok:
-            await self.api_store.webhook_finished(approval_id)
-            await self._audit_webhook(request, "webhook_delivered", delivery.attempts, result)
-            return
-        if now - delivery.first_at >= keys.WEBHOOK_GIVE_UP_S:
-            logger.error("API approval %s: webhook given up: %s", approval_id, result)
-            await self.api_store.webhook_finished(approval_id)
-            await self._audit_webhook(request, "webhook_failed", delivery.attempts, result)
-            return
-        backoff = min(2 ** (delivery.attempts - 1), WEBHOOK_MAX_BACKOFF_S)
-        logger.warning(
-            "API approval %s: webhook attempt %d failed (%s); again in %d s",
-            approval_id,
-            delivery.attempts,
-            result,
-            backoff,
-        )
-        await self.api_store.schedule_webhook(approval_id, now + backoff)
-
-    async def _audit_webhook(
-        self, request: ApprovalRequest, event: str, attempts: int, result: str
-    ) -> None:
-        await self.audit.record(
-            event,
-            actor="bot",
-            entry_id=f"{request.id}:{event}",
-            approval_id=request.id,
-            requester=request.requester.user_id,
-            client=request.origin,
-            tool=", ".join(request.tool_names),
-            detail=f"after {attempts} attempt{'s' if attempts != 1 else ''}: {result}",
-        )
+            await self.webhooks.start(request.id)
 
 
 def _with_parameters(call: ToolCall, tools: dict[str, dict[str, Any]]) -> ToolCall:

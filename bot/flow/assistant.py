@@ -134,7 +134,7 @@ class Assistant:
         elif job.kind is Kind.ANNOUNCE:
             await self.decisions.announce_job(job)
         elif job.kind is Kind.WEBHOOK:
-            await self.api.deliver(job.target)
+            await self.api.webhooks.deliver(job.target)
         else:
             await self._thread_job(job.target)
 
