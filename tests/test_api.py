@@ -191,10 +191,15 @@ async def test_a_request_gets_a_card_naming_the_client_and_a_note_to_the_request
     assert status == 200 and seen["card_url"]
     assert await bot.redis.zscore(keys.PENDING_ZSET, made["id"]) is not None
 
-    # the requester's App Home and /approvals pending list it like any request
-    console = bot.services.console
-    assert made["id"] in [r.id for r in (await console.pending()).requests]
-    assert made["id"] in [r.id for r in await console.recent(REQUESTER)]
+    # /approvals pending lists it, and the requester's App Home shows it, like any request
+    await bot.send.command("/approvals", "pending", user=OUTSIDER)
+    pending = all_text(await bot.slack.wait_for_response(lambda r: "waiting" in all_text(r)))
+    assert "1 request waiting" in pending and "`book_flight`" in pending
+    assert f"<@{REQUESTER}>" in pending
+    await bot.send.home_opened(REQUESTER)
+    home = await bot.slack.wait_for("views.publish", lambda a: a["user_id"] == REQUESTER)
+    assert "`book_flight` for" in all_text(home["view"])
+    assert "waiting for a decision" in all_text(home["view"])
 
 
 async def test_a_decision_on_the_card_reaches_a_long_poll(bot: BotUnderTest) -> None:
