@@ -10,7 +10,7 @@ import hmac
 import io
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -319,6 +319,33 @@ async def test_a_missing_or_unknown_key_gets_401_and_nothing_is_stored(
     assert await bot.redis.zcard(keys.PENDING_ZSET) == 0
 
 
+async def test_keys_never_reach_the_log(
+    bot: BotUnderTest, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    await Api(bot, key="guessed-key-0123456789abcdef").get("nothing")
+    async with WebhookReceiver() as receiver:
+        made = await Api(bot).create(BOOK, callback_url=receiver.url)
+        await bot.send.click("approval_approve", made["id"], user=MANAGER)
+        await receiver.wait_for(1)
+        await bot.settled()
+    assert caplog.records
+    assert API_KEY not in caplog.text and "guessed-key" not in caplog.text
+
+
+async def test_an_outcome_before_the_decision_is_refused(bot: BotUnderTest) -> None:
+    made = await Api(bot).create(BOOK)
+    status, problem, _ = await Api(bot).call(
+        "POST",
+        f"/api/v1/approvals/{made['id']}/outcome",
+        {"text": "did it anyway", "status": "done"},
+        template="/api/v1/approvals/{id}/outcome",
+    )
+    assert (status, problem["field"]) == (409, "/status")
+    _, seen = await Api(bot).get(made["id"])
+    assert seen["outcome"] is None
+
+
 async def test_a_requester_the_client_may_not_use_gets_403(bot: BotUnderTest) -> None:
     body = {"deferral": api_deferral(BOOK), "requester": OUTSIDER, "summary": "x"}
     status, problem, _ = await Api(bot).call("POST", "/api/v1/approvals", body)
@@ -423,6 +450,22 @@ async def test_a_body_over_the_limit_gets_413(bot: BotUnderTest) -> None:
     status, problem, _ = await Api(bot).call("POST", "/api/v1/approvals", body)
     assert status == 413
     assert "1048576 bytes" in problem["detail"]
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: read up to the limit
+        data = json.dumps(body).encode()
+        for start in range(0, len(data), 256 * 1024):
+            yield data[start : start + 256 * 1024]
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            bot.url + "/api/v1/approvals",
+            data=chunks(),
+            headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+        ) as response,
+    ):
+        assert response.status == 413
+        assert response.headers["Content-Type"].startswith("application/problem+json")
     assert await bot.redis.zcard(keys.PENDING_ZSET) == 0
 
 

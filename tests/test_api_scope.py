@@ -99,3 +99,17 @@ async def test_an_edit_is_checked_again_with_the_clients_name(bot: BotUnderTest)
     assert "may not book Tokyo" in reply.text  # refused in the form, under the field
     _, seen = await Api(bot).get(made["id"])
     assert seen["status"] == "pending" and seen["calls"][0]["decision"] is None
+
+
+async def test_the_requester_cannot_approve_what_a_client_asked_on_their_behalf(
+    bot: BotUnderTest,
+) -> None:
+    bot.slack.usergroups["S0FINANCE"] = [REQUESTER]
+    made = await Api(bot).create(BOOK)
+    await bot.card()
+    await bot.send.click("approval_approve", made["id"], user=REQUESTER)
+    assert "someone else must approve it" in await bot.note()
+    await bot.send.click("approval_approve", made["id"], user=OUTSIDER)
+    assert "Nothing was changed" in await bot.note(1)
+    _, seen = await Api(bot).get(made["id"])
+    assert seen["status"] == "pending"
