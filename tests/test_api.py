@@ -296,6 +296,8 @@ async def test_the_same_idempotency_key_returns_the_same_request(bot: BotUnderTe
     assert (first[0], again[0]) == (201, 200)
     assert first[1]["id"] == again[1]["id"]
     assert again[2]["Idempotent-Replayed"] == "true"
+    stored_key = keys.api_idempotency("billing-agent", hashlib.sha256(b"order-42").hexdigest())
+    assert await bot.redis.ttl(stored_key) > 23 * 3600  # kept a day once the request is made
     changed = {**body, "summary": "somewhere else"}
     status, problem, _ = await api.call("POST", "/api/v1/approvals", changed, headers=headers)
     assert status == 422 and problem["field"] == "Idempotency-Key"

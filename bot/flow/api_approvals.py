@@ -65,6 +65,15 @@ class ApiSettings:
     webhooks: WebhookSender | None = None
 
 
+@dataclass
+class _Claim:
+    """An idempotency key claimed for a request being made; ``stored`` once it is."""
+
+    client: str
+    key: str
+    stored: bool = False
+
+
 @dataclass(frozen=True)
 class Notify:
     """Where to tell the requester: a channel, and a thread in it ("" for none)."""
@@ -169,12 +178,14 @@ class ApiApprovals:
                         "for a new request, or the same body to get the same request",
                     )
                 return await self._made_before(claimed.approval_id), False
+        claim = _Claim(client.name, idempotency_key) if idempotency_key is not None else None
         try:
             calls = calls_of(deferred)
-            request = await self._make(client, ask, approval_id, calls, dict(deferred.to_dict()))
+            deferral = dict(deferred.to_dict())
+            request = await self._make(client, ask, approval_id, calls, deferral, claim)
         except BaseException:
-            if idempotency_key is not None:  # nothing was made: the client may try again
-                await self.api_store.release(client.name, idempotency_key)
+            if claim is not None and not claim.stored:  # nothing made: the key may come again
+                await self.api_store.release(claim.client, claim.key)
             raise
         return request, True
 
@@ -222,6 +233,7 @@ class ApiApprovals:
         approval_id: str,
         calls: Sequence[ToolCall],
         deferral: dict[str, Any],
+        claim: _Claim | None,
     ) -> ApprovalRequest:
         # the requester hears in the notify thread, else in a DM (a user id as the channel);
         # conditions read that channel as channel.id, at the screening and on every edit
@@ -250,6 +262,9 @@ class ApiApprovals:
         with log_context(approval_id=request.id, user=ask.requester):
             # stored before anything is posted: a crash from here on loses no request
             await self.store.create_approval(request)
+            if claim is not None:  # the key now names a request: kept its full time
+                await self.api_store.keep(claim.client, claim.key)
+                claim.stored = True
             await self._audit_screening(request)
             if any(call.auto in (Auto.DENY, Auto.GRANT) for call in request.calls):
                 await quietly(self.chat.tell_policy(request))

@@ -65,19 +65,25 @@ class ApiStore:
         self, client: str, idempotency_key: str, approval_id: str, fingerprint: str
     ) -> Claimed:
         """Claim ``idempotency_key`` for a new request ``approval_id``; the claim made
-        before, if the key was used already (set-if-absent: two racing calls get one id)."""
-        key = keys.api_idempotency(client, hashlib.sha256(idempotency_key.encode()).hexdigest())
+        before, if the key was used already (set-if-absent: two racing calls get one id).
+        The claim lives ``API_IDEMPOTENCY_CLAIM_TTL_S`` until :meth:`keep` (the request is
+        stored): a process that died while making it does not hold the key for a day."""
+        key = keys.api_idempotency(client, _digest(idempotency_key))
         value = f"{approval_id}:{fingerprint}"
-        if await self.redis.set(key, value, nx=True, ex=keys.API_IDEMPOTENCY_TTL_S):
+        if await self.redis.set(key, value, nx=True, ex=keys.API_IDEMPOTENCY_CLAIM_TTL_S):
             return Claimed(approval_id, fingerprint, True)
         found = decoded(await self.redis.get(key) or "")
         earlier_id, _, earlier_fingerprint = found.partition(":")
         return Claimed(earlier_id, earlier_fingerprint, False)
 
+    async def keep(self, client: str, idempotency_key: str) -> None:
+        """The key's request is stored: keep the key ``API_IDEMPOTENCY_TTL_S``."""
+        key = keys.api_idempotency(client, _digest(idempotency_key))
+        await self.redis.expire(key, keys.API_IDEMPOTENCY_TTL_S)
+
     async def release(self, client: str, idempotency_key: str) -> None:
         """Free a key whose request could not be made (the client may send it again)."""
-        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
-        await self.redis.delete(keys.api_idempotency(client, digest))
+        await self.redis.delete(keys.api_idempotency(client, _digest(idempotency_key)))
 
     async def hit(self, client: str, limit: int, now: float | None = None) -> float | None:
         """Count one request of ``client``; None when within ``limit`` a window, else the
@@ -132,3 +138,8 @@ class ApiStore:
 
     async def webhook_pending(self, approval_id: str) -> bool:
         return await self.redis.zscore(keys.WEBHOOKS_DUE_ZSET, approval_id) is not None
+
+
+def _digest(idempotency_key: str) -> str:
+    """Keys are stored hashed: a client's key text never sits in Redis as it was sent."""
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()

@@ -152,8 +152,10 @@ GRANT_MADE: Final = f"{PREFIX}:grant-made:"
 # -- the HTTP API (bot.api) -----------------------------------------------------------------
 #: String: ``<approval id>:<fingerprint of the body>`` under a client's ``Idempotency-Key``
 #: (hashed), set once (NX) before the request is made: the same key returns the same
-#: request. Kept ``API_IDEMPOTENCY_TTL_S``, as long as a client may sensibly retry.
+#: request. Claimed for ``API_IDEMPOTENCY_CLAIM_TTL_S`` while the request is being made (a
+#: process dying then frees it soon), kept ``API_IDEMPOTENCY_TTL_S`` once it is stored.
 API_IDEMPOTENCY: Final = f"{PREFIX}:api-idempotency:"
+API_IDEMPOTENCY_CLAIM_TTL_S: Final = 120
 API_IDEMPOTENCY_TTL_S: Final = 24 * 3600
 
 #: String: a client's request count in one rate-limit window (INCR); it expires with the
