@@ -113,3 +113,25 @@ async def test_the_requester_cannot_approve_what_a_client_asked_on_their_behalf(
     assert "Nothing was changed" in await bot.note(1)
     _, seen = await Api(bot).get(made["id"])
     assert seen["status"] == "pending"
+
+
+async def test_a_grant_given_on_an_api_card_lets_the_clients_next_call_run(
+    bot: BotUnderTest,
+) -> None:
+    bot.slack.usergroups["S0FINANCE"] = [REQUESTER]
+    first = await Api(bot).create(BOOK)
+    await bot.card()
+    await bot.send.click("approval_grant_3600", first["id"], user=MANAGER)
+    _, decided = await Api(bot).get(first["id"], wait=10)
+    assert decided["calls"][0]["decided_by"] == MANAGER
+    await bot.settled()
+
+    again = await Api(bot).create(BOOK)
+    assert again["status"] == "decided"
+    call = again["calls"][0]
+    assert (call["decision"], call["decided_by"], call["granted"]) == ("approved", "policy", True)
+    # a call the rule denies is not reached by the grant
+    tokyo = await Api(bot).create(("book_flight", {"destination": "Tokyo", "date": "2026-12-01"}))
+    assert tokyo["calls"][0]["decision"] == "denied"
+    assert tokyo["calls"][0]["granted"] is False
+    assert bot.slack.count("chat.postMessage", lambda a: a.get("channel") == APPROVALS) == 1
