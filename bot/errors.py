@@ -11,6 +11,8 @@ Every exception the bot raises on purpose derives from :class:`BotError`::
     │   ├── StaleCard          the arguments were edited after the person looked
     │   └── EditRefused        edited arguments fall under another rule, or a deny
     ├── NotEditable            a call's arguments cannot be edited in a form (bot.core.editing)
+    ├── InvalidInput           an HTTP API request is malformed; names the field (bot.api)
+    │   └── ClientNotAllowed   an API client may not do this (a requester it may not use)
     └── UpstreamError          Mistral, Slack or Redis failed; the state is kept and retryable
 """
 
@@ -95,6 +97,27 @@ class EditRefused(ApprovalError):
         self.reason = reason
         self.field = field
         super().__init__(approval_id, reason)
+
+
+class InvalidInput(BotError):
+    """A request to the HTTP API that cannot be taken as it is: ``field`` names the part
+    (a JSON pointer into the body, or a header), ``detail`` says what is wrong and the fix."""
+
+    def __init__(self, field: str, detail: str, status: int = 422) -> None:
+        self.field = field
+        self.detail = detail
+        self.status = status
+        super().__init__(f"{field}: {detail}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(field={self.field!r}, detail={self.detail!r})"
+
+
+class ClientNotAllowed(InvalidInput):
+    """The API client may not do this (ask on behalf of that requester): 403."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(field, detail, status=403)
 
 
 class UpstreamError(BotError):

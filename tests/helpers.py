@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from mistralai.client.models import FunctionCallEntry
+from mistralai.extra.exceptions import DeferredToolCallEntry, DeferredToolCallsException
 
 from bot.core.approval import ApprovalRequest
 from bot.core.config import load_config
@@ -232,3 +235,74 @@ async def start_thread(send: SlackSender, user: str = REQUESTER) -> str:
     reply = await send.event(event)
     assert reply.status == 200
     return thread_ts
+
+
+# -- the HTTP API (bot.api) ------------------------------------------------------------------
+#: The keys of the API clients the API tests configure (read from these variables).
+API_KEY = "test-api-key-billing-0123456789abcdef"
+OTHER_API_KEY = "test-api-key-other-0123456789abcdef"
+API_ENV = {"TEST_API_KEY_BILLING": API_KEY, "TEST_API_KEY_OTHER": OTHER_API_KEY}
+
+
+def api_deferral(
+    *calls: tuple[str, dict[str, Any]], conversation_id: str = "conv_0123456789"
+) -> dict[str, Any]:
+    """``DeferredToolCallsException.to_dict()`` of a deferral of ``calls`` (tool, arguments),
+    made with the SDK's own classes, as a backend would send it."""
+    entries = [
+        DeferredToolCallEntry(
+            FunctionCallEntry(
+                tool_call_id=f"call_{index}_{name}",
+                name=name,
+                arguments=json.dumps(arguments),
+            )
+        )
+        for index, (name, arguments) in enumerate(calls)
+    ]
+    return dict(DeferredToolCallsException(conversation_id, entries).to_dict())
+
+
+@dataclass
+class Delivery:
+    """One POST a webhook receiver got."""
+
+    body: bytes
+    headers: dict[str, str]
+
+
+class WebhookReceiver:
+    """A real HTTP server receiving the bot's webhooks; it answers 500 to the first
+    ``fail_first`` deliveries, then 200, and keeps every delivery."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.fail_first = fail_first
+        self.deliveries: list[Delivery] = []
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        self.deliveries.append(Delivery(await request.read(), dict(request.headers)))
+        if len(self.deliveries) <= self.fail_first:
+            return web.Response(status=500, text="receiver down")
+        return web.Response(status=204)
+
+    async def __aenter__(self) -> WebhookReceiver:
+        app = web.Application()
+        app.router.add_post("/hook", self._receive)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}/hook"
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def wait_for(self, count: int, timeout: float = 20.0) -> list[Delivery]:
+        for _ in range(int(timeout / 0.05)):
+            if len(self.deliveries) >= count:
+                return self.deliveries
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{len(self.deliveries)} deliveries, wanted {count}")

@@ -321,3 +321,21 @@ def test_explain_help_says_what_is_not_done_offline(capsys: pytest.CaptureFixtur
     out = " ".join(capsys.readouterr().out.split())
     assert "user-group membership is not looked up in Slack" in out
     assert OFFLINE_NOTE in out
+
+
+def test_explain_reads_the_api_clients_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "policy.yml").write_text(
+        POLICY.replace(
+            '    - tools: ["get_*"]',
+            '    - tools: ["send_note"]\n'
+            "      when: 'client.name == \"billing-agent\"'\n"
+            "      decision: deny\n"
+            '    - tools: ["get_*"]',
+        )
+    )
+    asked = ["--tool", "send_note", "--user", "U0REQ", "--json"]
+    assert json.loads(explain(capsys, *asked))["decision"] == "allow"  # named conditionally
+    from_client = json.loads(explain(capsys, *asked, "--client", "billing-agent"))
+    assert from_client["decision"] == "deny"

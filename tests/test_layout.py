@@ -18,6 +18,10 @@ ALLOWED = {
     # the Slack side talks to the flow, never to the stores (one shared helper excepted:
     # the round-trip counter a listener stops at its ack)
     "slack": {"core", "flow", "slack", "storage.connections"},
+    # the HTTP API is a surface like Slack's: it talks to the flow, never to the stores
+    "api": {"core", "flow", "api"},
+    # the Python client runs in other programs: nothing of the bot's server side
+    "client": {"client"},
 }
 SHARED = {"errors", "logs", "metrics"}
 

@@ -56,6 +56,7 @@ BOT_SCOPES = {
     "channels:read",
     "groups:read",
     "users:read",
+    "users:read.email",  # users.lookupByEmail: an HTTP API requester named by email
     "usergroups:read",
     "reactions:write",
     "commands",

@@ -10,6 +10,7 @@ import sys
 from tests.processes import ROOT
 
 CORE = (
+    "bot.core.api_config",
     "bot.core.approval",
     "bot.core.policy",
     "bot.core.conditions",
@@ -31,3 +32,17 @@ def test_the_core_imports_no_adapter() -> None:
     loaded = json.loads(done.stdout)
     leaked = sorted(name for name in loaded if name.split(".")[0] in FORBIDDEN)
     assert leaked == [], f"the core pulled in {leaked[:10]}"
+
+
+def test_the_client_loads_nothing_of_the_bots_server_side() -> None:
+    """bot.client runs inside other programs: the SDK and httpx2, nothing else of ours."""
+    script = "import json, sys\nimport bot.client\nprint(json.dumps(sorted(sys.modules)))\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    loaded = json.loads(done.stdout)
+    ours = sorted(name for name in loaded if name.split(".")[0] == "bot")
+    assert ours == ["bot", "bot.client", "bot.client.approvals", "bot.client.errors",
+                    "bot.client.webhooks", "bot.errors"]  # fmt: skip
+    server = ("slack_sdk", "slack_bolt", "redis", "aiohttp", "cel_expr_python", "prometheus_client")
+    assert sorted(name for name in loaded if name.split(".")[0] in server) == []

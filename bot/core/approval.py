@@ -243,6 +243,7 @@ class ApprovalRequest:
     follow_up_id: str | None = None  # the next approval, when the resumed run deferred again
     expires_at: float | None = None  # undecided by then, the request expires
     extra: dict[str, Any] = field(default_factory=dict)
+    origin: str = ""  # the HTTP API client that asked ("": a Slack conversation); see bot.api
 
     def __post_init__(self) -> None:
         if not self.decisions:

@@ -15,6 +15,7 @@ What an expression can read::
     requester.usergroups  list(string)  ids of the user groups they belong to
     channel.id            string        the Slack channel of the conversation
     channel.is_dm         bool          whether it is a direct message with the bot
+    client.name           string        the HTTP API client that asked ("" in Slack)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ VARIABLES: Final[dict[str, cel.Type]] = {
     "requester.usergroups": _T.List(_T.STRING),
     "channel.id": _T.STRING,
     "channel.is_dm": _T.BOOL,
+    "client.name": _T.STRING,
 }
 
 _ENV: Final = cel.NewEnv(variables=VARIABLES)
@@ -55,6 +57,7 @@ class Facts:
     requester_is_admin: bool = False
     requester_usergroups: frozenset[str] = field(default_factory=frozenset)
     channel_id: str = ""
+    client: str = ""  # the HTTP API client that asked, "" for a Slack conversation
 
     def activation(self) -> dict[str, Any]:
         try:
@@ -69,6 +72,7 @@ class Facts:
             "requester.usergroups": sorted(self.requester_usergroups),
             "channel.id": self.channel_id,
             "channel.is_dm": self.channel_id.startswith("D"),
+            "client.name": self.client,
         }
 
 

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from bot.core.api_config import ApiConfig
 from bot.core.assistant_config import AssistantConfig
 from bot.core.conditions import Condition, ConditionError
 from bot.errors import ConfigError
@@ -302,6 +303,7 @@ class BotConfig(_Section):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     assistant: AssistantConfig = Field(default_factory=AssistantConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)  # the HTTP API's clients (bot.api)
 
     @model_validator(mode="after")
     def _one_brain(self) -> BotConfig:
@@ -375,6 +377,7 @@ _FIXES = {
 
 _HINTS: dict[tuple[str, ...], str] = {
     ("tools", "functions", "*", "ref"): "module:function, e.g. mycompany.tools:get_weather",
+    ("api", "clients", "*", "name"): "lower-case letters, digits, '.', '_', '-': billing-agent",
 }
 
 #: Hints by the field's own name, wherever it is.
@@ -382,6 +385,8 @@ _FIELD_HINTS = {
     "channel": "a channel id such as C0123456789 (channel details → About)",
     "users": "a user id such as U0123ABCDE (profile → ⋮ → Copy member ID)",
     "usergroups": "a user group id such as S0123ABCDE (from usergroups.list)",
+    "requesters": "any, a user id (U…) or a user group id (S…)",
+    "key_env": "an environment variable's name, such as APPROVAL_API_KEY_BILLING",
 }
 
 

@@ -264,6 +264,9 @@ class AgentView:
     async def tell_user(self, user_id: str, text: str, channel_id: str | None = None) -> None:
         await self.plain.tell_user(user_id, text, channel_id)
 
+    async def user_by_email(self, email: str) -> str | None:
+        return await self.plain.user_by_email(email)
+
     # -- inside -----------------------------------------------------------------------------
     async def _begin(
         self, thread: ThreadRef, message: IncomingMessage | None

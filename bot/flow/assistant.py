@@ -32,6 +32,7 @@ from bot.errors import (
     NotAllowed,
     UpstreamError,
 )
+from bot.flow.api_approvals import ApiApprovals, ApiSettings
 from bot.flow.cards import Cards
 from bot.flow.chat import Chat, IncomingMessage
 from bot.flow.decisions import Decisions
@@ -72,6 +73,7 @@ class Assistant:
         gatekeeper: Gatekeeper,
         jobs: JobQueue,
         metrics: Metrics,
+        api: ApiSettings | None = None,
     ) -> None:
         self.store = store
         self.runner = runner
@@ -86,6 +88,8 @@ class Assistant:
         self.decisions = Decisions(store, chat, gatekeeper, metrics)
         #: cards: posting, posting again, reminders, expiry notes (the sweeper calls it)
         self.cards = Cards(store, chat, gatekeeper.audit, self.decisions, metrics)
+        #: requests made over the HTTP API (bot.api): no conversation of ours to resume
+        self.api = ApiApprovals(store, chat, gatekeeper, self.cards, jobs, api or ApiSettings())
 
     # -- messages ---------------------------------------------------------------------------
     async def accept(
@@ -129,6 +133,8 @@ class Assistant:
             await self._resume_job(job.target)
         elif job.kind is Kind.ANNOUNCE:
             await self.decisions.announce_job(job)
+        elif job.kind is Kind.WEBHOOK:
+            await self.api.webhooks.deliver(job.target)
         else:
             await self._thread_job(job.target)
 
@@ -136,6 +142,9 @@ class Assistant:
         """A job failed again and again (a bug): free the thread, let people retry by hand."""
         if job.kind is Kind.ANNOUNCE:
             logger.error("approval %s: its decision could not be announced", job.target)
+            return
+        if job.kind is Kind.WEBHOOK:  # the sweeper offers the delivery again when it is due
+            logger.error("approval %s: a webhook delivery failed repeatedly", job.target)
             return
         if job.kind is Kind.RESUME:
             request = await self.store.get_approval(job.target)
@@ -332,6 +341,9 @@ class Assistant:
             await self.store.update_approval(request, resume=Resume.WAITING)
             return
         await self.cards.audit_expiry(request)  # raising: the job is retried until it is written
+        if request.origin:  # made over the HTTP API: its client resumes its own conversation
+            await self.api.concluded(request)
+            return
         await self._resume(request, interrupted=found is Resume.RUNNING)
 
     async def _resume(

@@ -117,6 +117,10 @@ class Chat(Protocol):
     async def tell_user(self, user_id: str, text: str, channel_id: str | None = None) -> None:
         """A private note to one person (ephemeral in ``channel_id``, else a DM)."""
 
+    async def user_by_email(self, email: str) -> str | None:
+        """The id of the active person with this email (None: nobody); for HTTP API clients
+        that name their requester by email."""
+
 
 class AgentSurface(Protocol):
     """Slack's methods for AI apps (the Slack adapter implements them). Each raises

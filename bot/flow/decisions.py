@@ -218,7 +218,7 @@ class Decisions:
         call = request.calls[index]
         arguments = json.dumps(edited.arguments, ensure_ascii=False)
         verdict = await self.gatekeeper.recheck(
-            call, arguments, request.requester.user_id, request.thread.channel_id
+            call, arguments, request.requester.user_id, request.thread.channel_id, request.origin
         )
         field = next(iter(edited.override), "")
         if verdict.effect is Effect.DENY:

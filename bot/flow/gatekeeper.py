@@ -54,7 +54,9 @@ class Gatekeeper:
         """Which tools the SDK must hold for the bot, with the overrides in force now."""
         return Holds(self.policy, tuple(await self.policy_store.overrides()))
 
-    async def facts(self, call: ToolCall, requester_id: str, channel_id: str) -> Facts:
+    async def facts(
+        self, call: ToolCall, requester_id: str, channel_id: str, client: str = ""
+    ) -> Facts:
         return Facts(
             tool=call.name,
             arguments=call.arguments,
@@ -64,6 +66,7 @@ class Gatekeeper:
             if self.policy.reads_usergroups
             else frozenset(),
             channel_id=channel_id,
+            client=client,
         )
 
     async def grant_for(self, call: ToolCall, requester_id: str, gate: Gate) -> Grant | None:
@@ -88,19 +91,21 @@ class Gatekeeper:
         return grant
 
     async def recheck(
-        self, call: ToolCall, arguments: str, requester_id: str, channel_id: str
+        self, call: ToolCall, arguments: str, requester_id: str, channel_id: str, client: str = ""
     ) -> Verdict:
         """The policy's verdict on ``call`` with other ``arguments`` (an edit), with the
         admins' overrides in force; grants do not count (an edit is a person's decision)."""
-        facts = await self.facts(replace(call, arguments=arguments), requester_id, channel_id)
+        edited = replace(call, arguments=arguments)
+        facts = await self.facts(edited, requester_id, channel_id, client)
         return self.policy.evaluate(
             facts, await self.policy_store.overrides(), held=call.server_side
         )
 
     async def screen(
-        self, calls: Sequence[ToolCall], requester_id: str, channel_id: str
+        self, calls: Sequence[ToolCall], requester_id: str, channel_id: str, client: str = ""
     ) -> Screening:
         """Decide what the policy can; route each other call to the approvers its rule names.
+        ``client``: the HTTP API client asking (conditions read it as ``client.name``).
 
         The card goes to the first such call's approvals channel (else the default one).
         """
@@ -108,7 +113,7 @@ class Gatekeeper:
         screened: list[ToolCall] = []
         gates: list[Gate] = []
         for call in calls:
-            facts = await self.facts(call, requester_id, channel_id)
+            facts = await self.facts(call, requester_id, channel_id, client)
             verdict = self.policy.evaluate(facts, overrides, held=call.server_side)
             if verdict.condition_error:
                 logger.warning(

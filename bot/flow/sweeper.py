@@ -131,6 +131,8 @@ class Sweeper:
             with log_context(approval_id=approval_id):
                 if await self.assistant.cards.post_card_again(approval_id, now):
                     swept.posted.append(approval_id)
+        if held.is_set():  # webhooks to API clients whose next attempt is due
+            await self.assistant.api.webhooks.deliver_due(now)
 
     async def _keep_lock(self, held: asyncio.Event) -> None:
         """Extend the lock every ``renew_every_s`` while the sweep runs; clear ``held`` when

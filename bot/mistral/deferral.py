@@ -67,3 +67,45 @@ def responses(request: ApprovalRequest) -> list[Any]:
     # a dict: the SDK passes on input entries given as dicts (or function results) only
     why = [{"type": "message.input", "role": "user", "content": note}] if note else []
     return [*deferred.executed_results, *answered, *why]
+
+
+class DeferralInvalid(ValueError):
+    """A deferral sent from outside that the SDK cannot read back; ``where``: a JSON pointer."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        self.problem = problem
+        super().__init__(f"{where}: {problem}")
+
+
+def parse_deferral(data: object) -> DeferredToolCallsException:
+    """A deferral sent by another program (``DeferredToolCallsException.to_dict()``), read by
+    the SDK's own ``from_dict()`` before anything is stored; DeferralInvalid says where it
+    is wrong. Refused besides what the SDK refuses: no calls, a call id given twice (one
+    answer per id: two calls under one id could not be told apart), and no conversation id
+    (there would be nothing to resume). What is stored is the SDK's own ``to_dict()`` of it."""
+    if not isinstance(data, dict):
+        raise DeferralInvalid("/deferral", "must be DeferredToolCallsException.to_dict()")
+    calls = data.get("deferred_calls")
+    if not isinstance(calls, list) or not calls:
+        raise DeferralInvalid("/deferral/deferred_calls", "must list at least one deferred call")
+    for index, call in enumerate(calls):
+        where = f"/deferral/deferred_calls/{index}"
+        if not isinstance(call, dict) or not isinstance(call.get("function_call"), dict):
+            raise DeferralInvalid(where, "must be an object with a function_call object")
+        for name in ("tool_call_id", "name"):
+            value = call["function_call"].get(name)
+            if not isinstance(value, str) or not value:
+                raise DeferralInvalid(f"{where}/function_call/{name}", "must be a non-empty string")
+    conversation_id = data.get("conversation_id")
+    if not isinstance(conversation_id, str) or not conversation_id:
+        raise DeferralInvalid("/deferral/conversation_id", "must be the conversation's id")
+    try:
+        deferred = DeferredToolCallsException.from_dict(data)  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        # pydantic's ValidationError is a ValueError; a missing key a KeyError
+        raise DeferralInvalid("/deferral", f"not a deferral the SDK can read: {error}") from error
+    ids = [call.tool_call_id for call in deferred.deferred_calls]
+    if len(set(ids)) != len(ids):
+        raise DeferralInvalid("/deferral/deferred_calls", "a tool_call_id appears twice")
+    return deferred

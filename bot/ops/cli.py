@@ -24,7 +24,7 @@ from bot.mistral.tools import Tool, load_tools
 from bot.ops import audit_cli, policy_cli
 from bot.ops.doctor import render_json, render_table, run_doctor
 from bot.ops.services import Services, open_services
-from bot.ops.settings import Mode, Settings, load_settings
+from bot.ops.settings import Mode, Settings, load_api_clients, load_settings
 
 logger = logging.getLogger("bot")
 
@@ -68,6 +68,7 @@ def load(mode: Mode, config_file: Path | None = None) -> tuple[Settings, BotConf
     config = load_config(path)
     tools = load_tools(config, path)
     load_server_tools(config, path)  # a missing credential stops start-up here
+    load_api_clients(config, path)  # so does an API client's missing key
     load_mcp_servers(config, path)
     return settings, config, tools
 
@@ -178,7 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(error.render(), file=sys.stderr)
         return EXIT_CONFIG
-    _configure_logging(settings)
+    # the API clients' keys are masked in every log line too (none is logged on purpose)
+    path = getattr(args, "file", None) or settings.bot_config
+    client_keys = [client.key for client in load_api_clients(config, path)]
+    configure_logging(settings.log_level, settings.log_format, [*settings.secrets, *client_keys])
     if mode == "check":
         names = ", ".join(tool.name for tool in tools) or "none"
         print(f"{settings.bot_config if args.file is None else args.file}: OK (tools: {names})")

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 
+from bot.api import routes as api_routes
 from bot.ops.services import Services
 from bot.storage.connections import counting
 
@@ -138,11 +139,14 @@ def build_web_app(
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_services() as services:
             app[SERVICES] = services
+            app[api_routes.APPROVALS] = services.assistant.api
+            app[api_routes.MAX_BODY] = services.settings.api_max_body_bytes
             yield
 
     app.cleanup_ctx.append(services_ctx)
     if answer_slack:
         app.router.add_post("/slack/events", slack_events)
+        api_routes.register(app)  # the HTTP API for agents outside Slack (bot.api)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -80,6 +80,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="S1,S2",
         help="the requester's user group ids; not looked up offline (default: none)",
     )
+    explain.add_argument(
+        "--client",
+        default="",
+        metavar="NAME",
+        help="the HTTP API client asking (client.name in conditions; default: none, Slack)",
+    )
     explain.add_argument("--file", type=Path, help="config file (default: $BOT_CONFIG)")
     explain.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -187,6 +193,7 @@ def _explain(args: argparse.Namespace, load: Loader) -> int:
         requester_is_admin=policy.is_admin(args.user, args.usergroups),
         requester_usergroups=frozenset(args.usergroups),
         channel_id=args.channel or "",
+        client=args.client,
     )
     verdict = policy.evaluate(facts)
     configured = any(tool.name == args.tool for tool in tools)

@@ -15,11 +15,13 @@ from bot.core.config import BotConfig
 from bot.core.policy import Policy
 from bot.errors import ConfigError
 from bot.flow.agent_view import AgentView
+from bot.flow.api_approvals import ApiSettings
 from bot.flow.assistant import Assistant
 from bot.flow.console import Console
 from bot.flow.directory import Directory
 from bot.flow.gatekeeper import Gatekeeper
 from bot.flow.sweeper import Sweeper
+from bot.flow.webhooks import HttpWebhookSender
 from bot.metrics import Metrics
 from bot.mistral.mcp_servers import load_mcp_servers
 from bot.mistral.runner import AgentRunner, make_client
@@ -27,7 +29,7 @@ from bot.mistral.server_tools import held_names, load_server_tools
 from bot.mistral.tools import Tool
 from bot.ops.doctor.preflight import Preflight
 from bot.ops.doctor.run import preflight_checks
-from bot.ops.settings import Settings
+from bot.ops.settings import Settings, load_api_clients
 from bot.slack.adapter import SlackChat, make_web_client
 from bot.slack.admission import Admission
 from bot.slack.app import build_bolt_app
@@ -146,9 +148,16 @@ async def open_services(
             metrics=metrics,
             retry_for_ms=settings.mistral_retry_for_ms,
         )
+        webhooks = HttpWebhookSender()  # POSTs decisions to API clients' callback URLs
+        stack.push_async_callback(webhooks.aclose)
+        api = ApiSettings(
+            load_api_clients(config, settings.bot_config),
+            settings.api_requests_per_minute,
+            webhooks,
+        )
         # the requester's thread as Slack shows AI apps, plain messages where it cannot
         agent_view = AgentView(chat, chat, AgentThreadStore(client), config.assistant)
-        assistant = Assistant(store, runner, agent_view, gatekeeper, jobs, metrics)
+        assistant = Assistant(store, runner, agent_view, gatekeeper, jobs, metrics, api)
         agent_view.decidable = assistant.decisions.decidable
         console = Console(store, gatekeeper, assistant.decisions)
         background = Background()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.core.api_config import ApiClient
+from bot.core.config import BotConfig, describe, read_yaml
 from bot.errors import ConfigError
 from bot.logs import LogFormat
 
@@ -24,6 +28,9 @@ AUDIT_SINK_NAMES: tuple[AuditSinkName, ...] = ("file", "webhook")
 
 #: Hosts an ``http://`` audit webhook may name (a receiver on the same machine).
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+#: The shortest key an HTTP API client may have (a guessable key is no key).
+MIN_API_KEY_LENGTH: Final = 24
 
 #: Connections a process needs besides one per concurrent job.
 POOL_HEADROOM = 10
@@ -185,6 +192,18 @@ class Settings(BaseSettings):
         "X-Approval-Bot-Signature); unset sends it unsigned",
     )
 
+    api_requests_per_minute: int = Field(
+        default=120,
+        gt=0,
+        description="requests one HTTP API client may make a minute (long polls included); "
+        "past it, 429 with Retry-After",
+    )
+    api_max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="the largest body an HTTP API request may have (413 past it)",
+    )
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
@@ -300,6 +319,35 @@ class Settings(BaseSettings):
             self.audit_webhook_secret,
         )
         return [value for value in given if value]
+
+
+def load_api_clients(
+    config: BotConfig, config_path: Path, environ: Mapping[str, str] | None = None
+) -> tuple[ApiClient, ...]:
+    """The HTTP API's clients, each with its key read from the environment variable the
+    config names (``key_env``); ConfigError names the file, field and line of each unset or
+    too short one."""
+    environ = os.environ if environ is None else environ
+    _, lines = read_yaml(config_path) if config_path.exists() else (None, {})
+    clients: list[ApiClient] = []
+    problems: list[str] = []
+    for index, client in enumerate(config.api.clients):
+        key = environ.get(client.key_env, "")
+        if len(key) < MIN_API_KEY_LENGTH:
+            state = "is not set" if not key else f"is shorter than {MIN_API_KEY_LENGTH} characters"
+            problems.append(
+                describe(
+                    config_path,
+                    lines,
+                    ("api", "clients", index, "key_env"),
+                    f"the environment variable {client.key_env} {state}; fix: set it to a long "
+                    "random key (python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+                )
+            )
+        clients.append(ApiClient(client.name, key, tuple(client.requesters)))
+    if problems:
+        raise ConfigError(str(config_path), problems)
+    return tuple(clients)
 
 
 def load_settings(mode: Mode, env_file: Path | None = Path(".env")) -> Settings:

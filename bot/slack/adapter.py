@@ -378,6 +378,20 @@ class SlackChat:
                     raise
         await self._call("chat.postMessage", channel=user_id, text=text)
 
+    async def user_by_email(self, email: str) -> str | None:
+        """``users.lookupByEmail`` (scope ``users:read.email``); a deactivated account or a
+        bot is nobody's requester."""
+        try:
+            response = await self._call("users.lookupByEmail", email=email)
+        except UpstreamError as error:
+            if error.code == "users_not_found":
+                return None
+            raise
+        user = response.get("user") or {}
+        if not isinstance(user, dict) or user.get("deleted") or user.get("is_bot"):
+            return None
+        return str(user.get("id") or "") or None
+
     async def open_view(self, trigger_id: str, view: Any) -> str:
         """Open a modal; its view id (to update it)."""
         response = await self._call("views.open", trigger_id=trigger_id, view=view.to_dict())

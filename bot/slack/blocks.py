@@ -252,6 +252,9 @@ def _call_state(request: ApprovalRequest, index: int) -> str | None:
 
 def _requester_block(request: ApprovalRequest) -> SectionBlock:
     asked = f"<@{request.requester.user_id}> asked"
+    if request.origin:  # an agent outside Slack, through the HTTP API
+        client = escape(request.origin)
+        asked = f"The API client *{client}* asked on behalf of <@{request.requester.user_id}>"
     if request.requester.permalink:
         asked += f" in <{request.requester.permalink}|their thread>"
     quote = escape(request.requester.text_excerpt) or "_(no text)_"

@@ -125,6 +125,12 @@ def awaiting_text(request: ApprovalRequest, card_link: str | None) -> str:
     verb = "need" if len(request.asked) > 1 else "needs"
     where = f"<#{request.approvals_channel}>"
     link = f" (<{card_link}|view the request>)" if card_link else ""
+    if request.origin:  # an agent outside Slack: it resumes itself once told
+        return (
+            f":raised_hand: {escape(request.origin)} asked, on your behalf, to run "
+            f"{', '.join(names)}. I've asked in {where}{link}; I'll tell you here when "
+            "someone decides."
+        )
     return (
         f":raised_hand: {', '.join(names)} {verb} approval before running. I've asked in "
         f"{where}{link} and will continue here once someone decides."

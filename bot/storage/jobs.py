@@ -39,6 +39,7 @@ class Kind(StrEnum):
     RESUME = "resume"  # target: an approval id; resume its conversation with the decision
     THREAD = "thread"  # target: a thread key; run the thread's queued messages
     ANNOUNCE = "announce"  # target: an approval id; audit and show a decision (its fields)
+    WEBHOOK = "webhook"  # target: an approval id made over the HTTP API; POST its callback
 
 
 @dataclass(frozen=True)

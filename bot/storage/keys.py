@@ -32,7 +32,9 @@ LEGACY_PREFIX: Final = "approval-bot"
 #: 1: one approvals channel. 2: a policy gate (approvers, quorum), votes, per-call verdicts.
 #: 3: a gate, votes and a decision per call (field ``decisions``), edits, a ``revision``.
 #: 4: the deferral stored with each call's arguments once (bot.storage.stored_deferral).
-SCHEMA_VERSION: Final = 4
+#: 5: ``origin``, the HTTP API client that asked ("" for Slack); a process older than 5 would
+#: take such a request for a Slack conversation and resume it: no rolling overlap across 5.
+SCHEMA_VERSION: Final = 5
 
 # -- approvals -------------------------------------------------------------------------------
 #: Hash: one approval request (its metadata, the serialized deferral, the decision).
@@ -147,6 +149,39 @@ AUDIT_SHIPPER_LOCK_TTL_MS: Final = 30_000
 #: create it again (nor bring back a grant revoked meanwhile). Same TTL as AUDIT_ENTRY_SEEN.
 GRANT_MADE: Final = f"{PREFIX}:grant-made:"
 
+# -- the HTTP API (bot.api) -----------------------------------------------------------------
+#: String: ``<approval id>:<fingerprint of the body>`` under a client's ``Idempotency-Key``
+#: (hashed), set once (NX) before the request is made: the same key returns the same
+#: request. Claimed for ``API_IDEMPOTENCY_CLAIM_TTL_S`` while the request is being made (a
+#: process dying then frees it soon), kept ``API_IDEMPOTENCY_TTL_S`` once it is stored.
+API_IDEMPOTENCY: Final = f"{PREFIX}:api-idempotency:"
+API_IDEMPOTENCY_CLAIM_TTL_S: Final = 120
+API_IDEMPOTENCY_TTL_S: Final = 24 * 3600
+
+#: String: a client's request count in one rate-limit window (INCR); it expires with the
+#: window (``API_RATE_WINDOW_S``, plus a second of slack for clocks).
+API_RATE: Final = f"{PREFIX}:api-rate:"
+API_RATE_WINDOW_S: Final = 60
+
+#: Sorted set of approval ids whose decision is to be POSTed to their callback URL, by
+#: when to try next. No TTL: a member leaves when delivered or given up
+#: (``WEBHOOK_GIVE_UP_S`` after its first attempt).
+WEBHOOKS_DUE_ZSET: Final = f"{PREFIX}:webhooks-due_zs"
+WEBHOOK_GIVE_UP_S: Final = 24 * 3600
+#: How long a delivery taken by a job may run before the sweeper offers it again.
+WEBHOOK_IN_FLIGHT_S: Final = 60
+
+#: String: held by the job delivering a request's webhook, so that two jobs for it (the
+#: first one, and the sweeper's once it seemed late) never POST at once. Lives
+#: ``WEBHOOK_LOCK_TTL_MS``: longer than one attempt (10 s), gone if its process dies.
+WEBHOOK_LOCK: Final = f"{PREFIX}:webhook-lock:"
+WEBHOOK_LOCK_TTL_MS: Final = 30_000
+
+#: Hash: one request's webhook delivery: ``attempts``, ``first_at``, ``last_error``. Kept
+#: ``WEBHOOK_STATE_TTL_S`` (beyond the give-up time, so a late attempt still counts).
+WEBHOOK_STATE: Final = f"{PREFIX}:webhook:"
+WEBHOOK_STATE_TTL_S: Final = 2 * 24 * 3600
+
 # -- Slack -----------------------------------------------------------------------------------
 #: String: JSON list of a channel's members (``conversations.members``), a short cache.
 CHANNEL_MEMBERS: Final = f"{PREFIX}:members:"
@@ -259,3 +294,19 @@ def native_off(team_id: str) -> str:
 
 def thread_card(approval_id: str) -> str:
     return THREAD_CARD + approval_id
+
+
+def api_idempotency(client: str, key_hash: str) -> str:
+    return f"{API_IDEMPOTENCY}{client}:{key_hash}"
+
+
+def api_rate(client: str, window: int) -> str:
+    return f"{API_RATE}{client}:{window}"
+
+
+def webhook_state(approval_id: str) -> str:
+    return WEBHOOK_STATE + approval_id
+
+
+def webhook_lock(approval_id: str) -> str:
+    return WEBHOOK_LOCK + approval_id

@@ -1,6 +1,7 @@
 """An approval request's stored form (the ``record`` field of its Redis hash), and every
 older schema read back: 1 (one approvals channel), 2 (gates and votes), 3 (a decision per
-call), 4 (arguments stored once, bot.storage.stored_deferral).
+call), 4 (arguments stored once, bot.storage.stored_deferral), 5 (the request's origin: the
+HTTP API client that asked, "" before).
 
 The codec lives here, not in the domain object: the core knows requests, the storage side
 knows how they are written.
@@ -84,6 +85,7 @@ def from_dict(data: dict[str, Any]) -> ApprovalRequest:
         follow_up_id=data.get("follow_up_id"),
         expires_at=data.get("expires_at"),
         extra=data.get("extra", {}),
+        origin=str(data.get("origin") or ""),  # requests stored before the HTTP API: ""
     )
 
 

@@ -78,6 +78,7 @@ METHOD_TIERS = {
     "chat.postEphemeral": 4,
     "conversations.members": 4,
     "users.info": 4,
+    "users.lookupByEmail": 3,
     "views.open": 4,
     "views.push": 4,
     "views.update": 4,
@@ -110,6 +111,7 @@ _METHOD_SCOPES = {
     "chat.update": "chat:write",
     "chat.postEphemeral": "chat:write",
     "users.info": "users:read",
+    "users.lookupByEmail": "users:read.email",
     "usergroups.list": "usergroups:read",
     "usergroups.users.list": "usergroups:read",
     "reactions.add": "reactions:write",
@@ -223,7 +225,8 @@ class SlackStandIn:
 
     * ``members``: channel id -> member user ids (``conversations.members``; also used by
       ``chat.postEphemeral`` to answer ``user_not_in_channel``).
-    * ``users``: user id -> fields overlaid on the default ``users.info`` profile.
+    * ``users``: user id -> fields overlaid on the default ``users.info`` profile (a
+      ``profile.email`` there is what ``users.lookupByEmail`` finds).
     * ``usergroups``: usergroup id -> user ids (``usergroups.users.list``,
       ``usergroups.list``).
     * ``usergroup_handles``: usergroup id -> handle (the ``@handle`` in ``usergroups.list``;
@@ -327,6 +330,7 @@ class SlackStandIn:
             "conversations.members": self._conversations_members,
             "conversations.info": self._conversations_info,
             "users.info": self._users_info,
+            "users.lookupByEmail": self._users_lookup_by_email,
             "usergroups.users.list": self._usergroups_users_list,
             "usergroups.list": self._usergroups_list,
             "reactions.add": self._reactions_add,
@@ -1037,6 +1041,17 @@ class SlackStandIn:
         user.update(overlay)
         user["profile"] = profile
         return {"user": user}
+
+    def _users_lookup_by_email(self, args: JSON) -> JSON:
+        """The user whose ``users[id]["profile"]["email"]`` is ``email``, as users.info
+        shows them; ``users_not_found`` otherwise (Slack's answer for an unknown email)."""
+        email = args.get("email")
+        if not isinstance(email, str) or not email:
+            raise _ApiError("invalid_arguments")
+        for user_id, overlay in self.users.items():
+            if str((overlay.get("profile") or {}).get("email", "")).lower() == email.lower():
+                return self._users_info({"user": user_id})
+        raise _ApiError("users_not_found")
 
     def _usergroups_users_list(self, args: JSON) -> JSON:
         group = args.get("usergroup")

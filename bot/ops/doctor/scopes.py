@@ -26,6 +26,7 @@ BOT_SCOPES = (
     "channels:read",
     "groups:read",
     "users:read",
+    "users:read.email",
     "usergroups:read",
     "reactions:write",
     "commands",
