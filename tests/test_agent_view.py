@@ -516,3 +516,77 @@ async def test_a_run_that_fails_midway_ends_its_reply_and_offers_retry(bot: BotU
     [task] = reply.task_list()
     assert (task["title"], task["status"]) == ("get_weather", "complete")
     assert agent_tools.runs_of("get_weather") == [{"city": "Bergen"}]
+
+
+IN_THREAD_RULE = ANYWHERE + (
+    "policy:\n"
+    "  rules:\n"
+    "    - name: flights\n"
+    "      tools: [book_flight]\n"
+    "      approvers: {requester_thread: true}\n"
+)
+
+
+def channel_thread_card(slack: SlackStandIn, thread_ts: str) -> dict[str, Any]:
+    """The message with the request's buttons in a channel thread, as it is now."""
+    [found] = [
+        m
+        for (channel, _), m in slack.messages.items()
+        if channel == "C0GENERAL" and m.get("thread_ts") == thread_ts and m.get("blocks")
+    ]
+    return found
+
+
+@pytest.mark.parametrize("config_path", [IN_THREAD_RULE], indirect=True)
+async def test_a_rule_puts_its_buttons_in_the_requesters_thread_for_its_approvers(
+    bot: BotUnderTest,
+) -> None:
+    ts = await bot.send.mention("book a flight to Rodez")
+    approval_id = await bot.approval_id()
+    await stopped(bot.slack)
+    await bot.settled()
+    # the requester may not decide (no self-approval): the rule alone puts the buttons there
+    in_thread = channel_thread_card(bot.slack, ts)
+    assert button_value(in_thread, "approval_approve") == approval_id
+
+    # someone the rule does not name is refused there, as on the card
+    await bot.send.click(
+        "approval_approve",
+        approval_id,
+        user=OUTSIDER,
+        channel="C0GENERAL",
+        message_ts=in_thread["ts"],
+        block_id=approve_block(in_thread),
+    )
+    assert "Only members of" in await bot.note()
+    await bot.settled()
+    assert agent_tools.runs_of("book_flight") == []
+
+    # an approver (a member of the approvals channel) decides from the requester's thread
+    await bot.send.click(
+        "approval_approve",
+        approval_id,
+        user=MANAGER,
+        channel="C0GENERAL",
+        message_ts=in_thread["ts"],
+        block_id=approve_block(in_thread),
+    )
+    await stopped(bot.slack, 2)
+    await bot.settled()
+    assert agent_tools.runs_of("book_flight") == [{"destination": "Rodez", "date": "2026-12-01"}]
+    decided = channel_thread_card(bot.slack, ts)
+    assert not [b for b in decided["blocks"] if b["type"] == "actions"]
+    assert f"Approved* by <@{MANAGER}>" in all_text(bot.card_state(_card_ts(bot)))
+
+
+@pytest.mark.parametrize("config_path", [ANYWHERE], indirect=True)
+async def test_without_the_rule_no_buttons_in_a_channel_thread(bot: BotUnderTest) -> None:
+    ts = await bot.send.mention("book a flight to Rodez")
+    await bot.card()
+    await stopped(bot.slack)
+    await bot.settled()
+    assert not [
+        m
+        for (channel, _), m in bot.slack.messages.items()
+        if channel == "C0GENERAL" and m.get("thread_ts") == ts and m.get("blocks")
+    ]

@@ -650,3 +650,21 @@ def test_a_gate_fingerprint_names_who_decides() -> None:
         ),
     ):
         assert other.fingerprint != gate.fingerprint
+
+
+def test_requester_thread_alone_keeps_the_default_approvers_and_not_the_fingerprint() -> None:
+    plain = policy([{"tools": ["book_*"]}]).evaluate(call("book_flight")).gate
+    shown = policy([{"tools": ["book_*"], "approvers": {"requester_thread": True}}])
+    gate = shown.evaluate(call("book_flight")).gate
+    assert plain is not None and gate is not None
+    assert gate.requester_thread is True and plain.requester_thread is False
+    assert gate.requirements == plain.requirements  # who decides is unchanged
+    assert gate.fingerprint == plain.fingerprint  # so are the grants it honours
+    assert Gate.from_dict(gate.to_dict()) == gate
+    older = {k: v for k, v in gate.to_dict().items() if k != "requester_thread"}
+    assert Gate.from_dict(older).requester_thread is False  # stored before: not shown there
+
+
+def test_approvers_that_name_nobody_and_ask_for_nothing_are_refused() -> None:
+    with pytest.raises(ValidationError, match="names nobody"):
+        config([{"tools": ["book_*"], "approvers": {"requester_thread": False}}])

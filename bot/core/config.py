@@ -71,10 +71,17 @@ class ApproversConfig(_Section):
     channel: str | None = Field(default=None, pattern=CHANNEL_ID)
     usergroups: list[UsergroupId] = Field(default_factory=list)
     users: list[UserId] = Field(default_factory=list)
+    #: the Approve / Deny buttons in the requester's thread too, where it is shown as Slack
+    #: shows AI apps (``assistant.native``); alone, it keeps the default approvers
+    requester_thread: bool = False
+
+    @property
+    def names_someone(self) -> bool:
+        return bool(self.channel or self.usergroups or self.users)
 
     @model_validator(mode="after")
     def _someone(self) -> ApproversConfig:
-        if not (self.channel or self.usergroups or self.users):
+        if not (self.names_someone or self.requester_thread):
             raise ValueError("names nobody; fix: give a channel, usergroups or users")
         return self
 
@@ -166,14 +173,20 @@ class PolicyConfig(_Section):
         _check_quorum("defaults", self.defaults.approvers, self.defaults.quorum)
         for index, rule in enumerate(self.rules):
             if rule.decision == "ask" and (rule.approvers or rule.quorum):
-                approvers = rule.approvers or self.defaults.approvers
+                named = rule.approvers and rule.approvers.names_someone
+                approvers = rule.approvers if named else self.defaults.approvers
                 _check_quorum(f"rules.{index}", approvers, rule.quorum or self.defaults.quorum)
         return self
 
 
 def _check_quorum(where: str, approvers: ApproversConfig | None, quorum: int) -> None:
     """Only named users are countable; a channel or a user group may always hold enough."""
-    if approvers is None or approvers.channel or approvers.usergroups:
+    if (
+        approvers is None
+        or not approvers.names_someone
+        or approvers.channel
+        or approvers.usergroups
+    ):
         return
     named = len(set(approvers.users))
     if named < quorum:

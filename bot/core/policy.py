@@ -92,6 +92,9 @@ class Gate:
     allow_edit: bool = False  # approvers may change the arguments before approving
     expire_after_s: int = 24 * 3600  # undecided this long, the request expires
     remind_every_s: int | None = None  # a reminder in the card's thread this often
+    #: the buttons shown in the requester's thread too (where; not who decides: it is not
+    #: part of the fingerprint, and a click there is checked as one on the card)
+    requester_thread: bool = False
 
     @property
     def grantable(self) -> bool:
@@ -130,6 +133,7 @@ class Gate:
             "allow_edit": self.allow_edit,
             "expire_after_s": self.expire_after_s,
             "remind_every_s": self.remind_every_s,
+            "requester_thread": self.requester_thread,
         }
 
     @classmethod
@@ -144,6 +148,7 @@ class Gate:
             allow_edit=bool(data.get("allow_edit", False)),
             expire_after_s=int(data.get("expire_after_s") or 24 * 3600),
             remind_every_s=int(data["remind_every_s"]) if data.get("remind_every_s") else None,
+            requester_thread=bool(data.get("requester_thread", False)),
         )
 
 
@@ -208,7 +213,7 @@ class Policy:
         fallback = config.approvals
         approvers = (
             Approvers.from_config(defaults.approvers)
-            if defaults.approvers
+            if defaults.approvers and defaults.approvers.names_someone
             else Approvers(channel=config.default_channel)
         )
         self.defaults = Gate(
@@ -222,6 +227,7 @@ class Policy:
             allow_edit=defaults.allow_edit,
             expire_after_s=parse_duration(defaults.expire_after),
             remind_every_s=parse_duration(defaults.remind_every) if defaults.remind_every else None,
+            requester_thread=bool(defaults.approvers and defaults.approvers.requester_thread),
         )
 
     @classmethod
@@ -332,7 +338,7 @@ class Policy:
         base = self.defaults
         return Gate(
             requirements=(Approvers.from_config(config.approvers),)
-            if config.approvers
+            if config.approvers and config.approvers.names_someone
             else base.requirements,
             quorum=config.quorum or base.quorum,
             allow_self_approval=base.allow_self_approval
@@ -352,6 +358,9 @@ class Policy:
             remind_every_s=base.remind_every_s
             if config.remind_every is None
             else parse_duration(config.remind_every),
+            requester_thread=config.approvers.requester_thread
+            if config.approvers
+            else base.requester_thread,
         )
 
     def _fallback(self, tool: str, notes: list[str], *, held: bool) -> Verdict:

@@ -190,7 +190,13 @@ class AgentView:
         mode = self.config.thread_approvals
         if mode == "never" or await self.store.thread_card(request.id) is not None:
             return
-        if mode == "when_requester_decides":
+        # a rule may ask for them there (``approvers: {requester_thread: true}``): where the
+        # approvers follow the requester's thread (a channel's, with ``native: everywhere``)
+        asked = any(
+            (gate := request.calls[index].gate) is not None and gate.requester_thread
+            for index in request.undecided
+        )
+        if mode == "when_requester_decides" and not asked:
             mine = (
                 await self.decidable(request, request.requester.user_id) if self.decidable else []
             )

@@ -234,6 +234,7 @@ def explanation(policy: Policy, facts: Facts, verdict: Verdict) -> dict[str, Any
         "allow_edit": gate.allow_edit if gate else None,
         "expire_after_s": gate.expire_after_s if gate else None,
         "remind_every_s": gate.remind_every_s if gate else None,
+        "requester_thread": gate.requester_thread if gate else None,
         "notes": list(verdict.notes),
         "condition_error": verdict.condition_error,
         "offline": OFFLINE,
@@ -276,7 +277,7 @@ def _gate_lines(gate: Gate, default_channel: str) -> list[str]:
         f"editing arguments: {'allowed' if gate.allow_edit else 'not allowed'}",
         f"expires after: {gate.expire_after_s // 60} min undecided"
         + (f", reminders every {gate.remind_every_s // 60} min" if gate.remind_every_s else ""),
-    ]
+    ] + (["buttons in the requester's thread too"] if gate.requester_thread else [])
 
 
 def _approvers(approvers: Approvers) -> str:

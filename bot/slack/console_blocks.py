@@ -86,6 +86,7 @@ def pending_blocks(page: Page) -> list[Block]:
 def _gate_summary(gate: Gate) -> str:
     summary = gate_text(gate).removeprefix("*Who can decide:* ")
     summary += " · edits allowed" if gate.allow_edit else ""
+    summary += " · buttons in the requester's thread" if gate.requester_thread else ""
     summary += f" · expires after {duration_text(gate.expire_after_s)}"
     if gate.remind_every_s:
         summary += f", reminders every {duration_text(gate.remind_every_s)}"
