@@ -590,3 +590,20 @@ async def test_without_the_rule_no_buttons_in_a_channel_thread(bot: BotUnderTest
         for (channel, _), m in bot.slack.messages.items()
         if channel == "C0GENERAL" and m.get("thread_ts") == ts and m.get("blocks")
     ]
+
+
+@pytest.mark.parametrize(
+    "config_path",
+    [
+        CONFIG.format(channel=APPROVALS, self_approval="false")
+        + "assistant:\n  statuses:\n    get_weather: is checking the weather…\n"
+    ],
+    indirect=True,
+)
+async def test_a_tool_s_status_says_what_the_config_says(bot: BotUnderTest) -> None:
+    thread_ts = await ask(bot, "weather in Paris")
+    await stopped(bot.slack)
+    await bot.settled()
+    statuses = bot.slack.ai.statuses[(DM, thread_ts)]
+    assert "is checking the weather…" in statuses
+    assert not [s for s in statuses if "get_weather" in s]

@@ -4,7 +4,8 @@ requester's thread). Part of the config model (bot.core.config); pure."""
 
 from __future__ import annotations
 
-from typing import Literal
+import fnmatch
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,3 +37,17 @@ class AssistantConfig(_Section):
     )
     prompts_title: str = Field(default="Try asking", min_length=1, max_length=75)
     suggested_prompts: list[SuggestedPrompt] = Field(default_factory=list, max_length=4)
+    #: what the thread's status says while a tool runs, by tool name or glob (the first
+    #: that matches), e.g. ``get_weather: is checking the weather…``; other tools: "is
+    #: running <tool>…"
+    statuses: dict[
+        Annotated[str, Field(min_length=1, max_length=200)],
+        Annotated[str, Field(min_length=1, max_length=100)],
+    ] = Field(default_factory=dict, max_length=200)
+
+    def running(self, tool: str) -> str:
+        """The status while ``tool`` runs."""
+        for pattern, status in self.statuses.items():
+            if fnmatch.fnmatchcase(tool, pattern):
+                return status
+        return f"is running {tool[:60]}…"

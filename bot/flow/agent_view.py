@@ -118,7 +118,7 @@ class AgentView:
             return
         step = as_decided(step, request)
         if step.state is StepState.IN_PROGRESS:
-            await self._status(thread, f"is running {step.tool[:60]}…")
+            await self._status(thread, self.config.running(step.tool))
         await self.writer.queue(thread, [step])
 
     async def show_decisions(self, request: ApprovalRequest) -> None:
