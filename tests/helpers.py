@@ -175,6 +175,8 @@ def make_settings(
         "audit_sinks": "none",
         "preflight": False,
         "slack_posts_per_s": 1000.0,
+        # the webhook receivers of the tests listen on 127.0.0.1
+        "api_webhook_private_addresses": True,
         **overrides,
     }
     return Settings(

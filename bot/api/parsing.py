@@ -3,6 +3,7 @@ Every mistake raises InvalidInput naming the field (a JSON pointer) and the fix.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from typing import Any, Final
@@ -35,8 +36,9 @@ def json_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def approval_ask(body: dict[str, Any]) -> ApprovalAsk:
-    """``POST /api/v1/approvals``'s body."""
+def approval_ask(body: dict[str, Any], *, private_webhooks: bool = False) -> ApprovalAsk:
+    """``POST /api/v1/approvals``'s body. ``private_webhooks``: a callback URL may name
+    this machine or a private network (``API_WEBHOOK_PRIVATE_ADDRESSES``)."""
     known = {"deferral", "requester", "summary", "tools", "callback_url", "notify"}
     unknown = sorted(set(body) - known)
     if unknown:
@@ -50,7 +52,7 @@ def approval_ask(body: dict[str, Any]) -> ApprovalAsk:
         requester_email=email,
         summary=_text(body.get("summary"), "/summary", MAX_SUMMARY),
         tools=_tools(body.get("tools")),
-        callback_url=_callback_url(body.get("callback_url")),
+        callback_url=_callback_url(body.get("callback_url"), private_webhooks),
         notify=_notify(body.get("notify")),
     )
 
@@ -106,26 +108,45 @@ def _tools(value: Any) -> dict[str, dict[str, Any]]:
     return tools
 
 
-def callback_url_problem(value: str) -> str | None:
-    """Why ``value`` cannot be a callback URL (None: it can)."""
+def callback_url_problem(value: str, private_ok: bool = False) -> str | None:
+    """Why ``value`` cannot be a callback URL (None: it can). ``private_ok``
+    (``API_WEBHOOK_PRIVATE_ADDRESSES``): a receiver on this machine or a private network
+    may be named; otherwise such an address is refused, so that a client cannot make the
+    bot POST into its own network (SSRF). A name that resolves to one is refused at
+    delivery (bot.flow.webhooks)."""
     parts = urlsplit(value)
+    host = parts.hostname
     secure = parts.scheme == "https" or (
-        parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+        parts.scheme == "http" and host in LOOPBACK_HOSTS and private_ok
     )
-    if not secure or not parts.hostname:
+    if not secure or not host:
         return (
             "must be an https:// URL (the webhook carries tool arguments); http:// only to "
-            "this machine (127.0.0.1, ::1, localhost)"
+            "this machine (127.0.0.1, ::1, localhost) with API_WEBHOOK_PRIVATE_ADDRESSES=true"
+        )
+    if not private_ok and (host in LOOPBACK_HOSTS or not _public(host)):
+        return (
+            f"{host} is on this machine or a private network; fix: a public https:// URL, "
+            "or set API_WEBHOOK_PRIVATE_ADDRESSES=true if the receiver is inside your network"
         )
     return None
 
 
-def _callback_url(value: Any) -> str | None:
+def _public(host: str) -> bool:
+    """False for an IP address that is not a global one (loopback, private, link-local,
+    reserved...); a name is checked when it is resolved, at delivery."""
+    try:
+        return ipaddress.ip_address(host).is_global
+    except ValueError:
+        return True
+
+
+def _callback_url(value: Any, private_ok: bool) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > 2000:
         raise InvalidInput("/callback_url", "must be a URL of at most 2000 characters")
-    problem = callback_url_problem(value)
+    problem = callback_url_problem(value, private_ok)
     if problem:
         raise InvalidInput("/callback_url", problem)
     return value

@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 APPROVALS = web.AppKey("api_approvals", ApiApprovals)
 #: The largest body a request may have (``API_MAX_BODY_BYTES``).
 MAX_BODY = web.AppKey("api_max_body_bytes", int)
+#: callback URLs may name this machine or a private network (API_WEBHOOK_PRIVATE_ADDRESSES)
+PRIVATE_WEBHOOKS = web.AppKey("api_webhook_private_addresses", bool)
 
 PREFIX: Final = "/api/v1"
 
@@ -106,7 +108,9 @@ async def _body(request: web.Request) -> dict[str, Any]:
 @authenticated
 async def create_approval(request: web.Request, client: ApiClient) -> web.StreamResponse:
     key = parsing.idempotency_key(request.headers.get("Idempotency-Key"))
-    ask = parsing.approval_ask(await _body(request))
+    ask = parsing.approval_ask(
+        await _body(request), private_webhooks=request.app.get(PRIVATE_WEBHOOKS, False)
+    )
     approval, created = await request.app[APPROVALS].create(client, ask, key)
     headers = {"Location": f"{PREFIX}/approvals/{approval.id}"}
     if not created:

@@ -141,6 +141,7 @@ def build_web_app(
             app[SERVICES] = services
             app[api_routes.APPROVALS] = services.assistant.api
             app[api_routes.MAX_BODY] = services.settings.api_max_body_bytes
+            app[api_routes.PRIVATE_WEBHOOKS] = services.settings.api_webhook_private_addresses
             yield
 
     app.cleanup_ctx.append(services_ctx)

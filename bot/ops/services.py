@@ -148,7 +148,8 @@ async def open_services(
             metrics=metrics,
             retry_for_ms=settings.mistral_retry_for_ms,
         )
-        webhooks = HttpWebhookSender()  # POSTs decisions to API clients' callback URLs
+        # POSTs decisions to API clients' callback URLs (public addresses only, unless set)
+        webhooks = HttpWebhookSender(private_ok=settings.api_webhook_private_addresses)
         stack.push_async_callback(webhooks.aclose)
         api = ApiSettings(
             load_api_clients(config, settings.bot_config),

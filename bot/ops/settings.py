@@ -203,6 +203,14 @@ class Settings(BaseSettings):
         ge=1024,
         description="the largest body an HTTP API request may have (413 past it)",
     )
+    api_webhook_private_addresses: bool = Field(
+        default=False,
+        description="whether an HTTP API client's callback_url may reach this machine or a "
+        "private network (loopback, RFC 1918, link-local, ...): for receivers inside your "
+        "network. Off, such URLs are refused (422), and a host name that resolves only to "
+        "such addresses is not posted to, so that a client cannot make the bot reach "
+        "internal services (SSRF)",
+    )
 
     @field_validator("redis_url")
     @classmethod
