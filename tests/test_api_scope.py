@@ -135,3 +135,27 @@ async def test_a_grant_given_on_an_api_card_lets_the_clients_next_call_run(
     assert tokyo["calls"][0]["decision"] == "denied"
     assert tokyo["calls"][0]["granted"] is False
     assert bot.slack.count("chat.postMessage", lambda a: a.get("channel") == APPROVALS) == 1
+
+
+async def test_a_client_cannot_pick_a_notify_channel_the_requester_is_not_in(
+    bot: BotUnderTest,
+) -> None:
+    """Conditions read the notify channel as where the requester asked (channel.id): a
+    client must not choose one the policy treats more kindly than the requester's own."""
+    bot.slack.usergroups["S0FINANCE"] = [REQUESTER]
+    bot.slack.members["C0OPS"] = [MANAGER]
+    bot.slack.unknown_channels.add("C0GONE")
+    body: dict[str, Any] = {"deferral": api_deferral(BOOK), "requester": REQUESTER, "summary": "x"}
+    status, problem, _ = await Api(bot).call(
+        "POST", "/api/v1/approvals", {**body, "notify": {"channel": "C0OPS"}}
+    )
+    assert (status, problem["field"]) == (403, "/notify/channel")
+    status, problem, _ = await Api(bot).call(
+        "POST", "/api/v1/approvals", {**body, "notify": {"channel": "C0GONE"}}
+    )
+    assert (status, problem["field"]) == (403, "/notify/channel")  # unknown: nobody's
+    assert await bot.services.store.pending_ids() == []
+    assert bot.slack.calls_to("chat.postMessage") == []
+    # a channel of the requester's is taken
+    made = await Api(bot).create(BOOK, notify={"channel": "C0GENERAL"})
+    assert made["status"] == "pending"

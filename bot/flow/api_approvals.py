@@ -165,6 +165,8 @@ class ApiApprovals:
         if ask.requester_email is not None:
             ask = replace(ask, requester=await self._requester_by_email(ask.requester_email))
         await self._check_requester(client, ask.requester)
+        if ask.notify is not None:
+            await self._check_notify(ask.requester, ask.notify)
         approval_id = new_approval_id()
         if idempotency_key is not None:
             claimed = await self.api_store.claim(
@@ -211,6 +213,19 @@ class ApiApprovals:
                 "/requester",
                 f"the client {client.name} may not ask on behalf of {requester}; fix: add them "
                 "(or a user group of theirs) to the client's requesters in bot.yml",
+            )
+
+    async def _check_notify(self, requester: str, notify: Notify) -> None:
+        """The notify channel must be one of the requester's: conditions read it as the
+        channel they asked in (``channel.id``), so a client must not pick one the policy
+        treats more kindly than any the requester could ask in themselves."""
+        # a channel Slack cannot list (unknown, or an outage) counts nobody: refused
+        if requester not in await self.directory.channel_members(notify.channel_id):
+            raise ClientNotAllowed(
+                "/notify/channel",
+                f"{requester} is not a member of {notify.channel_id} (or Slack could not list "
+                "its members); fix: a channel the requester and the bot are in (the policy "
+                "reads it as where they asked), or leave notify out to tell them by DM",
             )
 
     async def _made_before(self, approval_id: str) -> ApprovalRequest:
