@@ -45,7 +45,6 @@ from bot.flow.webhooks import WebhookSender
 from bot.logs import log_context
 from bot.mistral.deferral import DeferralInvalid, calls_of, parse_deferral
 from bot.storage.api_store import ApiStore
-from bot.storage.audit import POLICY
 from bot.storage.jobs import JobQueue
 from bot.storage.store import Store
 
@@ -280,7 +279,7 @@ class ApiApprovals:
             if claim is not None:  # the key now names a request: kept its full time
                 await self.api_store.keep(claim.client, claim.key)
                 claim.stored = True
-            await self._audit_screening(request)
+            await self.gatekeeper.audit_screening(request)
             if any(call.auto in (Auto.DENY, Auto.GRANT) for call in request.calls):
                 await quietly(self.chat.tell_policy(request))
             if screening.decided_by_policy:
@@ -290,28 +289,6 @@ class ApiApprovals:
             logger.info("API approval %s requested by %s", request.id, client.name)
             return await self.cards.post(request)
 
-    async def _audit_screening(self, request: ApprovalRequest) -> None:
-        events = {
-            None: "requested",
-            Auto.ALLOW: "auto_allowed",
-            Auto.DENY: "auto_denied",
-            Auto.GRANT: "granted_run",
-        }
-        for index, call in enumerate(request.calls):
-            await self.audit.record(
-                events[call.auto],
-                actor=request.requester.user_id if call.auto is None else POLICY,
-                entry_id=f"{request.id}:{index}:{events[call.auto]}",
-                approval_id=request.id,
-                requester=request.requester.user_id,
-                client=request.origin,
-                tool=call.name,
-                arguments=call.arguments,
-                rule=call.rule,
-                detail=call.note,
-            )
-
-    # -- reading -----------------------------------------------------------------------------
     async def read(self, client: ApiClient, approval_id: str) -> ApprovalRequest:
         """The request, if ``client`` made it; ApprovalNotFound otherwise (another client's
         request is answered as if it did not exist: its id tells nothing)."""

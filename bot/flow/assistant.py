@@ -42,7 +42,7 @@ from bot.logs import bind, log_context
 from bot.metrics import Metrics
 from bot.mistral.runner import AgentRunner, Answer, Outcome
 from bot.mistral.tools import Report
-from bot.storage.audit import BOT, POLICY
+from bot.storage.audit import BOT
 from bot.storage.connections import STORAGE_ERRORS
 from bot.storage.jobs import Job, JobQueue, Kind
 from bot.storage.store import Store, redis_error
@@ -255,7 +255,7 @@ class Assistant:
         with log_context(approval_id=request.id):
             # Stored before anything is posted: a crash from here on loses no request.
             await self.store.create_approval(request)
-            await self._audit_screening(request)
+            await self.gatekeeper.audit_screening(request)
             if any(call.auto in (Auto.DENY, Auto.GRANT) for call in request.calls):
                 await quietly(self.chat.tell_policy(request))
             if screening.decided_by_policy:
@@ -277,28 +277,6 @@ class Assistant:
             kept.append(call)
         return kept
 
-    async def _audit_screening(self, request: ApprovalRequest) -> None:
-        events = {
-            None: "requested",
-            Auto.ALLOW: "auto_allowed",
-            Auto.DENY: "auto_denied",
-            Auto.GRANT: "granted_run",
-        }
-        for index, call in enumerate(request.calls):
-            await self.audit.record(
-                events[call.auto],
-                actor=request.requester.user_id if call.auto is None else POLICY,
-                entry_id=f"{request.id}:{index}:{events[call.auto]}",
-                approval_id=request.id,
-                requester=request.requester.user_id,
-                tool=call.name,
-                arguments=call.arguments,
-                rule=call.rule,
-                detail=call.note,
-                permalink=request.requester.permalink,
-            )
-
-    # -- resuming ---------------------------------------------------------------------------
     async def retry_resume(self, approval_id: str, user_id: str) -> None:
         """Retry a resume that failed upstream (requester or an approver may)."""
         request = await self.store.get_approval(approval_id)

@@ -11,12 +11,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from bot.core.approval import Auto, ToolCall
+from bot.core.approval import ApprovalRequest, Auto, ToolCall
 from bot.core.conditions import Facts
 from bot.core.policy import Effect, Gate, Grant, Holds, Policy, Verdict
 from bot.flow.directory import Directory
 from bot.metrics import Metrics
-from bot.storage.audit import AuditLog
+from bot.storage.audit import POLICY, AuditLog
 from bot.storage.policy_store import PolicyStore
 
 logger = logging.getLogger(__name__)
@@ -151,3 +151,31 @@ class Gatekeeper:
             screened.append(replace(call, rule=verdict.rule, note=note, gate=verdict.gate))
         channel = next((g.channel for g in gates if g.channel), None)
         return Screening(tuple(screened), channel or self.policy.config.default_channel)
+
+    async def audit_screening(self, request: ApprovalRequest) -> None:
+        """Audit what the screening of a new request decided for each call: asked of people,
+        allowed or denied by a rule, or run under a grant (idempotent per request and call)."""
+        for index, call in enumerate(request.calls):
+            event = _SCREENED[call.auto]
+            await self.audit.record(
+                event,
+                actor=request.requester.user_id if call.auto is None else POLICY,
+                entry_id=f"{request.id}:{index}:{event}",
+                approval_id=request.id,
+                requester=request.requester.user_id,
+                client=request.origin or None,
+                tool=call.name,
+                arguments=call.arguments,
+                rule=call.rule,
+                detail=call.note,
+                permalink=request.requester.permalink,
+            )
+
+
+#: the audit event of each screening outcome (None: a person decides)
+_SCREENED = {
+    None: "requested",
+    Auto.ALLOW: "auto_allowed",
+    Auto.DENY: "auto_denied",
+    Auto.GRANT: "granted_run",
+}
