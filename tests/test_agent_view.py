@@ -607,3 +607,35 @@ async def test_a_tool_s_status_says_what_the_config_says(bot: BotUnderTest) -> N
     statuses = bot.slack.ai.statuses[(DM, thread_ts)]
     assert "is checking the weather…" in statuses
     assert not [s for s in statuses if "get_weather" in s]
+
+
+class TestCallsMistralRunsItself:
+    """A connector's tool that no rule holds runs on Mistral's side: the bot hears of it
+    only in the run's output (a ``tool.execution`` entry), and shows it done."""
+
+    @pytest.fixture
+    def bot_config(self) -> str:
+        return (
+            CONFIG.format(channel=APPROVALS, self_approval="false")
+            + "  connectors:\n    - connector_id: gmail\n"  # under tools:, after functions
+            + ASSISTANT
+        )
+
+    @pytest.fixture(autouse=True)
+    def _gmail(self, mistral: MistralStandIn) -> None:
+        mistral.create_connector("gmail", ["gmail_search"])
+        mistral.script = lambda turn: [
+            function_call("gmail_search", {"q": "invoices"}),
+            message("Found 3 mails."),
+        ]
+
+    async def test_it_is_a_task_done_before_the_answer(self, bot: BotUnderTest) -> None:
+        thread_ts = await ask(bot, "search my mail for invoices")
+        await stopped(bot.slack)
+        await bot.settled()
+        assert [name for _, name, _ in bot.mistral.server_runs] == ["gmail_search"]
+        [reply] = bot.slack.ai.thread(DM, thread_ts)
+        [task] = reply.task_list()
+        assert (task["title"], task["status"]) == ("gmail_search", "complete")
+        assert task["details"] == "Done on Mistral's side"
+        assert reply.text == "Found 3 mails."

@@ -66,6 +66,12 @@ def ran(tool_call_id: str, tool: str, result: str | None) -> Step:
     return Step(tool_call_id, tool, StepState.COMPLETE, "Done", output=result)
 
 
+def ran_on_mistrals_side(entry_id: str, tool: str) -> Step:
+    """A connector's or built-in's call that Mistral ran itself during the run (no hold
+    kept it): the bot hears of it only afterwards, done."""
+    return Step(entry_id, tool, StepState.COMPLETE, "Done on Mistral's side")
+
+
 def awaiting(request: ApprovalRequest) -> list[Step]:
     """The calls that wait for people: pending, with where they wait (the card's channel,
     and the rule when it is not the defaults), how many approvals they need, and the card."""

@@ -11,7 +11,8 @@ pyproject.toml keeps the SDK below its next major version.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from enum import Enum
 from typing import Any
 
 from mistralai.client.beta import Beta
@@ -19,13 +20,14 @@ from mistralai.client.models import (
     FunctionCallEntry,
     FunctionResultEntry,
     FunctionTool,
+    ToolExecutionEntry,
     UnknownAgentTool,
 )
 from mistralai.extra.exceptions import RunException
 from mistralai.extra.run.context import AgentRequestKwargs, RunContext
 from mistralai.extra.run.tools import RunCoroutine
 
-from bot.core.steps import Step, ran
+from bot.core.steps import Step, ran, ran_on_mistrals_side
 from bot.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -102,6 +104,14 @@ class BotRunContext(RunContext):
                 )
             )
         return results
+
+    async def observe_server_runs(self, entries: Sequence[Any]) -> None:
+        """Show the calls Mistral ran on its side in the run (``tool.execution`` entries:
+        connectors' and built-ins' that no hold kept) as steps, done."""
+        for index, entry in enumerate(entries):
+            if isinstance(entry, ToolExecutionEntry):
+                name = entry.name.value if isinstance(entry.name, Enum) else str(entry.name)
+                await self._observe(ran_on_mistrals_side(entry.id or f"server-{index}", name))
 
     async def _observe(self, step: Step) -> None:
         if self.observer is None:

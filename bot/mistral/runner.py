@@ -387,6 +387,7 @@ class AgentRunner:
                 MistralClientException,
             ) as error:
                 raise self._failure(error, run_ctx.conversation_id) from error
+        await run_ctx.observe_server_runs(result.output_entries)
         texts = [
             _entry_text(entry)
             for entry in result.output_entries
