@@ -271,77 +271,77 @@ async def thread_jobs(redis_client: aioredis.Redis) -> list[str]:
 async def test_a_busy_thread_queues_messages_and_hands_them_out_in_order(
     store: Store, redis_client: aioredis.Redis
 ) -> None:
-    first = await store.accept_message(THREAD, message(1), "Ev1")
+    first = await store.threads.accept_message(THREAD, message(1), "Ev1")
     assert first.outcome == "run"
     assert await thread_jobs(redis_client) == [THREAD.key]  # one job runs the thread
-    assert await store.take_message(THREAD.key, first=True) == (False, message(1))
+    assert await store.threads.take_message(THREAD.key, first=True) == (False, message(1))
     for n in (2, 3, 4):
-        accepted = await store.accept_message(THREAD, message(n), f"Ev{n}")
+        accepted = await store.threads.accept_message(THREAD, message(n), f"Ev{n}")
         assert (accepted.outcome, accepted.busy_state, accepted.position) == (
             "queued",
             "running",
             n - 1,
         )
     assert await thread_jobs(redis_client) == [THREAD.key]  # no second job for a busy thread
-    assert await store.queued_messages(THREAD) == [message(2), message(3), message(4)]
+    assert await store.threads.queued_messages(THREAD) == [message(2), message(3), message(4)]
     for n in (2, 3, 4):
-        assert await store.take_message(THREAD.key, first=False) == (False, message(n))
-    assert await store.take_message(THREAD.key, first=False) is None
+        assert await store.threads.take_message(THREAD.key, first=False) == (False, message(n))
+    assert await store.threads.take_message(THREAD.key, first=False) is None
     # the thread is idle: the next message gets a job at once
-    assert (await store.accept_message(THREAD, message(5), "Ev5")).outcome == "run"
+    assert (await store.threads.accept_message(THREAD, message(5), "Ev5")).outcome == "run"
     assert await thread_jobs(redis_client) == [THREAD.key, THREAD.key]
 
 
 async def test_a_message_left_running_by_a_dead_process_is_handed_out_again(
     store: Store,
 ) -> None:
-    await store.accept_message(THREAD, message(1), "Ev1")
-    assert await store.take_message(THREAD.key, first=True) == (False, message(1))
+    await store.threads.accept_message(THREAD, message(1), "Ev1")
+    assert await store.threads.take_message(THREAD.key, first=True) == (False, message(1))
     # the process dies; the reclaimed job starts over and gets the same message, marked
-    assert await store.take_message(THREAD.key, first=True) == (True, message(1))
+    assert await store.threads.take_message(THREAD.key, first=True) == (True, message(1))
 
 
 async def test_an_event_delivered_again_is_accepted_once(store: Store) -> None:
     outcomes = await asyncio.gather(
-        *(store.accept_message(THREAD, message(1), "EvSame") for _ in range(20))
+        *(store.threads.accept_message(THREAD, message(1), "EvSame") for _ in range(20))
     )
     assert sorted(a.outcome for a in outcomes) == ["duplicate"] * 19 + ["run"]
-    assert await store.queued_messages(THREAD) == [message(1)]
+    assert await store.threads.queued_messages(THREAD) == [message(1)]
     # a message without an event id (a Retry) is never taken for a duplicate
-    assert (await store.accept_message(THREAD, message(2), None)).outcome == "queued"
-    assert (await store.accept_message(THREAD, message(2), None)).outcome == "queued"
+    assert (await store.threads.accept_message(THREAD, message(2), None)).outcome == "queued"
+    assert (await store.threads.accept_message(THREAD, message(2), None)).outcome == "queued"
 
 
 async def test_a_reply_counts_only_in_a_thread_that_is_a_conversation(store: Store) -> None:
-    ignored = await store.accept_message(THREAD, message(1), "Ev1", needs_conversation=True)
+    ignored = await store.threads.accept_message(THREAD, message(1), "Ev1", needs_conversation=True)
     assert ignored.outcome == "ignored"
-    assert await store.queued_messages(THREAD) == []
+    assert await store.threads.queued_messages(THREAD) == []
     # ignored, so the event id stays free: the same event is not a duplicate later
-    await store.set_conversation_id(THREAD, "conv_1")
-    taken = await store.accept_message(THREAD, message(1), "Ev1", needs_conversation=True)
+    await store.threads.set_conversation_id(THREAD, "conv_1")
+    taken = await store.threads.accept_message(THREAD, message(1), "Ev1", needs_conversation=True)
     assert taken.outcome == "run"
 
 
 async def test_other_threads_are_not_held_up(store: Store) -> None:
-    await store.accept_message(THREAD, message(1), "Ev1")
+    await store.threads.accept_message(THREAD, message(1), "Ev1")
     other = ThreadRef("T1", "D1", "1700000999.000100")
-    assert (await store.accept_message(other, message(2), "Ev2")).outcome == "run"
+    assert (await store.threads.accept_message(other, message(2), "Ev2")).outcome == "run"
 
 
 async def test_a_thread_waiting_for_approval_queues_messages_until_released(
     store: Store, redis_client: aioredis.Redis
 ) -> None:
-    await store.accept_message(THREAD, message(1), "Ev1")
-    await store.take_message(THREAD.key, first=True)
-    await store.park_thread(THREAD, "a" * 24)
-    accepted = await store.accept_message(THREAD, message(2), "Ev2")
+    await store.threads.accept_message(THREAD, message(1), "Ev1")
+    await store.threads.take_message(THREAD.key, first=True)
+    await store.threads.park_thread(THREAD, "a" * 24)
+    accepted = await store.threads.accept_message(THREAD, message(2), "Ev2")
     assert (accepted.outcome, accepted.busy_state, accepted.position) == ("queued", "waiting", 1)
     assert await thread_jobs(redis_client) == [THREAD.key]
-    assert await store.release_thread(THREAD)  # the resume is done: a job for message 2
+    assert await store.threads.release_thread(THREAD)  # the resume is done: a job for message 2
     assert await thread_jobs(redis_client) == [THREAD.key, THREAD.key]
-    assert await store.take_message(THREAD.key, first=True) == (False, message(2))
-    assert await store.take_message(THREAD.key, first=False) is None
-    assert not await store.release_thread(THREAD)  # nothing queued: idle, no job
+    assert await store.threads.take_message(THREAD.key, first=True) == (False, message(2))
+    assert await store.threads.take_message(THREAD.key, first=False) is None
+    assert not await store.threads.release_thread(THREAD)  # nothing queued: idle, no job
 
 
 async def set_since(redis_client: aioredis.Redis, seconds_ago: int) -> None:
@@ -351,11 +351,11 @@ async def set_since(redis_client: aioredis.Redis, seconds_ago: int) -> None:
 async def test_a_thread_left_running_past_the_lease_gets_a_new_job(
     store: Store, redis_client: aioredis.Redis
 ) -> None:
-    await store.accept_message(THREAD, message(1), "Ev1")
+    await store.threads.accept_message(THREAD, message(1), "Ev1")
     await set_since(redis_client, RUN_LEASE_S + 5)
-    assert (await store.accept_message(THREAD, message(2), "Ev2")).outcome == "run"
+    assert (await store.threads.accept_message(THREAD, message(2), "Ev2")).outcome == "run"
     await set_since(redis_client, RUN_LEASE_S - 60)
-    assert (await store.accept_message(THREAD, message(3), "Ev3")).outcome == "queued"
+    assert (await store.threads.accept_message(THREAD, message(3), "Ev3")).outcome == "queued"
 
 
 async def test_a_resume_found_running_was_interrupted(store: Store) -> None:

@@ -99,7 +99,7 @@ class Assistant:
         a job runs the thread. The same ``event_id`` twice is accepted once. Raises
         UpstreamError when Redis cannot take it (Slack then delivers it again)."""
         try:
-            return await self.store.accept_message(
+            return await self.store.threads.accept_message(
                 message.thread, message.to_dict(), event_id, needs_conversation=needs_conversation
             )
         except STORAGE_ERRORS as error:
@@ -156,11 +156,11 @@ class Assistant:
             await quietly(self.chat.tell_resume_failed(request, "It failed repeatedly."))
         else:
             logger.error("thread %s: its messages failed repeatedly; skipping one", job.target)
-            await self.store.take_message(job.target, first=False)
+            await self.store.threads.take_message(job.target, first=False)
 
     async def _thread_job(self, thread_key: str) -> None:
         """Run the thread's queued messages in order until it is idle or waits for a decision."""
-        taken = await self.store.take_message(thread_key, first=True)
+        taken = await self.store.threads.take_message(thread_key, first=True)
         while taken is not None:
             again, data = taken
             message = IncomingMessage.from_dict(data)
@@ -174,19 +174,19 @@ class Assistant:
                     )
                 if await self._process(message, again=again):
                     return  # parked on an approval (or resumed by the policy): the resume goes on
-            taken = await self.store.take_message(thread_key, first=False)
+            taken = await self.store.threads.take_message(thread_key, first=False)
 
     async def _process(self, message: IncomingMessage, *, again: bool = False) -> bool:
         """Run one message. True if the thread now waits for an approval.
 
         ``again``: a run of it died; its "working" placeholder (kept with the thread) is
         reused, so that none is left behind saying "working" for ever."""
-        placeholder = await self.store.placeholder(message.thread) if again else None
+        placeholder = await self.store.threads.placeholder(message.thread) if again else None
         if placeholder is None:
             placeholder = await quietly(self.chat.show_working(message.thread, message))
             if placeholder is not None:
-                await self.store.set_placeholder(message.thread, placeholder)
-        conversation_id = await self.store.conversation_id(message.thread)
+                await self.store.threads.set_placeholder(message.thread, placeholder)
+        conversation_id = await self.store.threads.conversation_id(message.thread)
         bind(conversation_id=conversation_id)
         try:
             outcome: Outcome | None = None
@@ -203,9 +203,9 @@ class Assistant:
         except UpstreamError as error:
             logger.warning("run failed in thread %s: %r", message.thread.key, error)
             if error.conversation_id and error.conversation_id != conversation_id:
-                await self.store.set_conversation_id(message.thread, error.conversation_id)
+                await self.store.threads.set_conversation_id(message.thread, error.conversation_id)
             turn_id = secrets.token_hex(12)
-            await self.store.save_turn(turn_id, message.to_dict())
+            await self.store.threads.save_turn(turn_id, message.to_dict())
             await quietly(
                 self.chat.post_failure(message.thread, problem(error), placeholder, turn_id)
             )
@@ -228,7 +228,7 @@ class Assistant:
         policy decided every call and the conversation resumed (and continued the thread).
         """
         if outcome.conversation_id:
-            await self.store.set_conversation_id(thread, outcome.conversation_id)
+            await self.store.threads.set_conversation_id(thread, outcome.conversation_id)
             bind(conversation_id=outcome.conversation_id)
         if isinstance(outcome, Answer):
             await quietly(self.chat.post_answer(thread, outcome.text, placeholder))
@@ -263,7 +263,7 @@ class Assistant:
                 await self.store.begin_resume(request.id)
                 await self._resume(request, rounds=rounds + 1)
                 return True
-            await self.store.park_thread(thread, request.id)
+            await self.store.threads.park_thread(thread, request.id)
             logger.info("approval %s requested for %s", request.id, request.tool_names)
             await self.cards.post(request)
             return True
@@ -291,10 +291,10 @@ class Assistant:
     async def retry_turn(self, turn_id: str, user_id: str) -> bool:
         """Send a failed message again, for its author only (a Retry sends it in their
         name). False if it was retried already."""
-        data = await self.store.peek_turn(turn_id)
+        data = await self.store.threads.peek_turn(turn_id)
         if data is not None and data.get("user_id") != user_id:
             raise NotAllowed(turn_id, user_id, "Only the person who wrote it can retry it.")
-        data = await self.store.take_turn(turn_id)
+        data = await self.store.threads.take_turn(turn_id)
         if data is None:
             return False
         await self.receive(replace(IncomingMessage.from_dict(data), resent=True))
@@ -360,7 +360,7 @@ class Assistant:
             if outcome is None:
                 outcome = await self.runner.resume(
                     request,
-                    self.store,
+                    self.store.ledger,
                     await self.gatekeeper.holds(),
                     report=self._reporter(request, unknown),
                     observer=self._observer(request.thread, request),
@@ -383,7 +383,7 @@ class Assistant:
         )
         check = f" Outcome unknown for {', '.join(unknown)}: check it." if unknown else ""
         if deferred:
-            follow_up = await self.store.conversation_id(request.thread)
+            follow_up = await self.store.threads.conversation_id(request.thread)
             logger.info("approval %s: conversation %s deferred again", request.id, follow_up)
             request = await self.store.update_approval(
                 request,
@@ -398,7 +398,7 @@ class Assistant:
             outcome="The agent answered in the requester's thread." + check,
         )
         await quietly(self.chat.update_card(request))
-        await self.store.release_thread(request.thread)
+        await self.store.threads.release_thread(request.thread)
         return True
 
     def _observer(

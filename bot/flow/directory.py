@@ -46,7 +46,7 @@ class Directory:
         local = self._local.get(key)
         if local is not None and local[0] > now:
             return set(local[1])
-        value = await self.store.cached(key)
+        value = await self.store.caches.cached(key)
         if value is not None:
             self._keep(key, now + LOCAL_TTL_S, frozenset(value))
             return set(value)
@@ -55,7 +55,7 @@ class Directory:
         except UpstreamError as error:
             logger.error("cannot list %s; counting nobody: %r", what, error)
             return set()
-        await self.store.cache(key, sorted(members), ttl_s)
+        await self.store.caches.cache(key, sorted(members), ttl_s)
         self._keep(key, now + LOCAL_TTL_S, frozenset(members))
         return members
 
@@ -100,7 +100,7 @@ class Directory:
 
     async def _forget(self, *cache_keys: str) -> None:
         try:
-            await self.store.forget(*cache_keys)
+            await self.store.caches.forget(*cache_keys)
         except STORAGE_ERRORS as error:
             # the cached copy then lapses with its TTL (keys.CHANNEL_MEMBERS_TTL_S)
             logger.error("could not drop cached members %s: %r", cache_keys, error)
@@ -125,7 +125,7 @@ class Directory:
 
     async def usergroups_of(self, user_id: str) -> frozenset[str]:
         """The user groups ``user_id`` belongs to (all of the workspace's groups)."""
-        groups = await self.store.cached(keys.USERGROUPS)
+        groups = await self.store.caches.cached(keys.USERGROUPS)
         if groups is None:
             try:
                 fetched = await self.chat.usergroups()
@@ -133,7 +133,7 @@ class Directory:
                 logger.error("cannot list user groups; assuming none: %r", error)
                 return frozenset()
             groups = {group: sorted(users) for group, users in fetched.items()}
-            await self.store.cache(keys.USERGROUPS, groups, keys.USERGROUPS_TTL_S)
+            await self.store.caches.cache(keys.USERGROUPS, groups, keys.USERGROUPS_TTL_S)
         return frozenset(group for group, users in groups.items() if user_id in users)
 
     async def is_admin(self, user_id: str) -> bool:

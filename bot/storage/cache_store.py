@@ -12,7 +12,8 @@ from bot.storage.connections import RedisClient, decoded
 class CacheStore:
     """JSON values cached under ``keys`` with a TTL."""
 
-    redis: RedisClient
+    def __init__(self, client: RedisClient) -> None:
+        self.redis = client
 
     # -- Slack caches ------------------------------------------------------------------------
     async def cached(self, key: str) -> Any | None:

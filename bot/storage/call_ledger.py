@@ -12,7 +12,8 @@ from bot.storage.connections import RedisClient, decoded
 class CallLedgerStore:
     """Results of approved calls, and which are running."""
 
-    redis: RedisClient
+    def __init__(self, client: RedisClient) -> None:
+        self.redis = client
 
     # -- approved call results (tools.CallLedger) --------------------------------------------
     async def stored_result(self, tool_call_id: str) -> str | None:

@@ -336,18 +336,21 @@ def redis_error(error: Exception) -> UpstreamError:
     return UpstreamError("redis", f"Redis failed: {error}")
 
 
-class Store(ApprovalStore, ThreadStore, CallLedgerStore, CacheStore):
-    """All of the bot's state in Redis: one object over the stores of each concern, each
-    owning its keys' Lua scripts (bot.storage.thread_store, call_ledger, cache_store)."""
+class Store(ApprovalStore):
+    """The approval requests (this class), and beside them the store of each other concern,
+    each owning its keys and Lua scripts: ``threads`` (threads and their queued messages),
+    ``ledger`` (the at-most-once ledger of approved calls), ``caches`` (Slack lookups)."""
 
     def __init__(self, client: RedisClient) -> None:
-        ApprovalStore.__init__(self, client)
-        ThreadStore.__init__(self, client)
+        super().__init__(client)
+        self.threads = ThreadStore(client)
+        self.ledger = CallLedgerStore(client)
+        self.caches = CacheStore(client)
 
     async def load_scripts(self) -> None:
         """Load the Lua scripts into Redis now, so that the first click does not pay for it
         (a Redis restarted since loads them again on first use, by itself)."""
-        for script in (*self.approval_scripts, *self.thread_scripts):
+        for script in (*self.approval_scripts, *self.threads.thread_scripts):
             await self.redis.script_load(script.script)
 
     async def ping(self) -> bool:
