@@ -277,6 +277,16 @@ async def test_the_policy_decides_without_a_card(bot: BotUnderTest) -> None:
     assert bot.slack.count("chat.postMessage", lambda a: a.get("channel") == APPROVALS) == 0
 
 
+async def test_a_tool_no_rule_names_asks_the_default_approvers(bot: BotUnderTest) -> None:
+    """The agent held the call, and this bot's config does not know the tool: nothing here
+    says it may run, so a person decides (fail closed), never the policy alone."""
+    made = await Api(bot).create(("refund", {"order": "42", "amount": 30}))
+    assert made["status"] == "pending"
+    assert made["calls"][0]["decision"] is None
+    card = await bot.card()
+    assert "refund" in all_text(card)
+
+
 async def test_conditions_read_the_clients_name(bot: BotUnderTest) -> None:
     """The same call asks a person for one client and is denied for the other."""
     asked = await Api(bot).create(("send_note", {"text": "hi"}))

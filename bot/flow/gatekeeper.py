@@ -98,7 +98,7 @@ class Gatekeeper:
         edited = replace(call, arguments=arguments)
         facts = await self.facts(edited, requester_id, channel_id, client)
         return self.policy.evaluate(
-            facts, await self.policy_store.overrides(), held=call.server_side
+            facts, await self.policy_store.overrides(), held=_held(call, client)
         )
 
     async def screen(
@@ -114,7 +114,7 @@ class Gatekeeper:
         gates: list[Gate] = []
         for call in calls:
             facts = await self.facts(call, requester_id, channel_id, client)
-            verdict = self.policy.evaluate(facts, overrides, held=call.server_side)
+            verdict = self.policy.evaluate(facts, overrides, held=_held(call, client))
             if verdict.condition_error:
                 logger.warning(
                     "%s: condition of %s not evaluated for %s: %s",
@@ -170,6 +170,15 @@ class Gatekeeper:
                 detail=call.note,
                 permalink=request.requester.permalink,
             )
+
+
+def _held(call: ToolCall, client: str) -> bool:
+    """Whether the call was held by someone other than this bot's config, so that a call no
+    rule governs asks the default approvers rather than runs: Mistral's server held it (a
+    connector's or built-in's), or an HTTP API client sent it for approval (its agent holds
+    the tool; this bot's config may not know it). Failing closed: a call sent to be decided
+    is never let through because nothing here names it."""
+    return call.server_side or bool(client)
 
 
 #: the audit event of each screening outcome (None: a person decides)
