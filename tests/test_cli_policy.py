@@ -339,3 +339,14 @@ def test_explain_reads_the_api_clients_name(
     assert json.loads(explain(capsys, *asked))["decision"] == "allow"  # named conditionally
     from_client = json.loads(explain(capsys, *asked, "--client", "billing-agent"))
     assert from_client["decision"] == "deny"
+
+
+def test_explain_for_a_client_asks_about_a_tool_no_rule_names(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An API client's agent held the call: where no rule matches, a person decides."""
+    refund = ("--tool", "refund", "--args", "{}", "--user", "U0REQ", "--json")
+    plain = json.loads(explain(capsys, *refund))
+    assert plain["decision"] == "allow"  # in Slack, a tool nothing holds never reaches the bot
+    from_client = json.loads(explain(capsys, *refund, "--client", "billing-agent"))
+    assert from_client["decision"] == "ask"

@@ -195,7 +195,8 @@ def _explain(args: argparse.Namespace, load: Loader) -> int:
         channel_id=args.channel or "",
         client=args.client,
     )
-    verdict = policy.evaluate(facts)
+    # an API client's call was held by its agent: one no rule matches asks (bot.flow.gatekeeper)
+    verdict = policy.evaluate(facts, held=bool(args.client))
     configured = any(tool.name == args.tool for tool in tools)
     if args.json:
         print(
