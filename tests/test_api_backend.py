@@ -29,6 +29,7 @@ from tests.helpers import (
     button_block,
     button_value,
 )
+from tests.standins.mistral import Entry, ModelTurn, function_call, message
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -228,3 +229,52 @@ async def test_a_quorum_of_two_decides_for_the_travel_desk(
     result = await backend.result()
     assert result["answer"] == "Done: Booked Rodez on 2026-12-01: FL-1"
     assert len(backend.tool_runs()) == 1
+
+
+def readme_backend(bot: BotUnderTest) -> str:
+    """The README's complete backend, as written, pointed at the stand-ins: only the
+    Mistral client's server and the bot's URL change."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("```python\n", text.index("**A complete backend**")) + len("```python\n")
+    code = text[start : text.index("\n```", start)]
+    as_written = 'Mistral(api_key=os.environ["MISTRAL_API_KEY"])'
+    assert as_written in code and "https://approvals.example.com" in code
+    code = code.replace(
+        as_written,
+        'Mistral(api_key=os.environ["MISTRAL_API_KEY"], server_url=os.environ["MISTRAL_URL"])',
+    )
+    return code.replace("https://approvals.example.com", bot.url)
+
+
+async def test_the_readmes_backend_runs_as_written(bot: BotUnderTest, tmp_path: Path) -> None:
+    def refund_script(turn: ModelTurn) -> list[Entry]:
+        results = turn.function_results()
+        if results:
+            return [message("Done: " + str(results[0].get("result")))]
+        return [function_call("refund", {"order": "42", "amount": 30})]
+
+    bot.mistral.script = refund_script
+    script = tmp_path / "backend.py"
+    script.write_text(readme_backend(bot))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MISTRAL_API_KEY": "test-key",
+        "MISTRAL_URL": bot.mistral.url,
+        "APPROVAL_API_KEY": OTHER_API_KEY,  # the travel desk may ask for anyone
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    approval_id, card = await card_for(bot)  # a tool no rule names: a person decides
+    assert "refund" in all_text(card)
+    await bot.send.click("approval_approve", approval_id, user=MANAGER)
+    out, err = await asyncio.wait_for(process.communicate(), 40)
+    assert process.returncode == 0, err.decode()[-3000:]
+    assert out.decode().strip() == "Done: refunded 30 on 42"
+    assert len([r for r in bot.mistral.requests if r.method == "POST"]) == 2
