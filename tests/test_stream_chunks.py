@@ -3,16 +3,19 @@ within limits, validated by slack_sdk's models; and bot.yml's assistant section.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from slack_sdk.models.messages.chunk import Chunk
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.config import load_config
 from bot.core.steps import Step, StepState, ran
 from bot.errors import ConfigError
 from bot.slack import stream_chunks
 from bot.slack.stream_chunks import MARKDOWN_LIMIT, ZWSP, inert, markdown_pieces, task_chunk
+from tests.standins.slack import SlackStandIn
 
 
 def test_untrusted_text_cannot_mention_or_disguise_a_link() -> None:
@@ -84,3 +87,23 @@ def test_the_assistant_section_is_checked_like_the_rest_of_bot_yml(tmp_path: Pat
     defaults = load_config(path).assistant
     assert (defaults.native, defaults.task_display) == ("assistant_threads", "plan")
     assert defaults.thread_approvals == "when_requester_decides"
+
+
+async def test_the_readmes_streamed_reply_is_one_slack_takes() -> None:
+    """The JSON the README shows of one streamed reply, sent as it is (its start, then its
+    stop on the ts Slack gave): the stand-in parses every chunk with slack_sdk's models and
+    refuses what Slack refuses; a person reads the task done, then the answer."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## The Slack AI app") :]
+    start_json, stop_json = (
+        json.loads(part.split("\n```", 1)[0]) for part in section.split("```json\n")[1:3]
+    )
+    async with SlackStandIn() as slack:
+        client = AsyncWebClient(token=slack.token, base_url=slack.api_url)
+        started = await client.api_call("chat.startStream", json=start_json)
+        await client.api_call("chat.stopStream", json={**stop_json, "ts": started["ts"]})
+        assert slack.errors == []
+        [reply] = slack.ai.thread(start_json["channel"], start_json["thread_ts"])
+    [task] = reply.task_list()
+    assert (task["title"], task["status"]) == ("book_flight", "complete")
+    assert reply.text.startswith("Booked: **FL-1**")
