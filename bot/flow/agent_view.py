@@ -296,9 +296,12 @@ class AgentView:
         if self.config.native == "off":
             return None
         try:
-            if await self.store.native_off(thread.team_id):
+            # the thread first: most threads are not native (a DM, a mention), and for them
+            # the workspace's state is not worth a round trip
+            state = await self.store.get(thread)
+            if state is None or await self.store.native_off(thread.team_id):
                 return None
-            return await self.store.get(thread)
+            return state
         except STORAGE_ERRORS as error:
             logger.warning("thread %s: shown plainly, Redis did not answer: %r", thread.key, error)
             return None
