@@ -23,6 +23,7 @@ from bot.ops.services import open_services
 from bot.storage.embedded_redis import free_port, redis_server_command
 from tests import agent_tools
 from tests.helpers import (
+    API_ENV,
     APPROVALS,
     CONFIG,
     MANAGER,
@@ -124,6 +125,13 @@ def bot_config(self_approval: bool) -> str:
 def config_path(tmp_path: Path, bot_config: str, request: pytest.FixtureRequest) -> Path:
     """``bot.yml``: the ``bot_config`` fixture's text, or a test's indirect parameter."""
     return write_config(tmp_path, getattr(request, "param", None) or bot_config)
+
+
+@pytest.fixture
+def api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HTTP API clients' keys, in the variables the API tests' configs name."""
+    for name, value in API_ENV.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import hmac
 import io
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -21,7 +21,6 @@ from openapi_spec_validator import validate as validate_spec
 from bot.api.openapi import DOCUMENT
 from bot.storage import keys
 from tests.helpers import (
-    API_ENV,
     API_KEY,
     APPROVALS,
     MANAGER,
@@ -71,17 +70,13 @@ tools:
 
 BOOK = ("book_flight", {"destination": "Rodez", "date": "2026-12-01"})
 
+#: the API clients' keys in the environment, as an operator sets them
+pytestmark = pytest.mark.usefixtures("api_keys")
+
 
 @pytest.fixture
 def bot_config() -> str:
     return CONFIG
-
-
-@pytest.fixture(autouse=True)
-def _api_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in API_ENV.items():
-        monkeypatch.setenv(name, value)
-    yield
 
 
 @pytest.fixture

@@ -10,14 +10,12 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers import (
-    API_ENV,
     API_KEY,
     APPROVALS,
     MANAGER,
@@ -62,17 +60,13 @@ tools:
       requires_confirmation: true
 """
 
+#: the API clients' keys in the environment, as an operator sets them
+pytestmark = pytest.mark.usefixtures("api_keys")
+
 
 @pytest.fixture
 def bot_config() -> str:
     return CONFIG
-
-
-@pytest.fixture(autouse=True)
-def _api_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in API_ENV.items():
-        monkeypatch.setenv(name, value)
-    yield
 
 
 class Backend:

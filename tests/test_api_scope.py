@@ -3,13 +3,11 @@ checked again with the client's name."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.helpers import (
-    API_ENV,
     APPROVALS,
     MANAGER,
     OUTSIDER,
@@ -53,17 +51,13 @@ SCHEMA = {
 }
 BOOK = ("book_flight", {"destination": "Rodez", "date": "2026-12-01"})
 
+#: the API clients' keys in the environment, as an operator sets them
+pytestmark = pytest.mark.usefixtures("api_keys")
+
 
 @pytest.fixture
 def bot_config() -> str:
     return CONFIG
-
-
-@pytest.fixture(autouse=True)
-def _api_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in API_ENV.items():
-        monkeypatch.setenv(name, value)
-    yield
 
 
 async def test_members_of_a_listed_group_may_be_requesters_and_no_one_else(

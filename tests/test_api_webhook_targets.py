@@ -6,13 +6,12 @@ addresses is not connected to when the webhook is delivered."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from bot.flow.webhooks import HttpWebhookSender
-from tests.helpers import API_ENV, REQUESTER, BotUnderTest, WebhookReceiver, api_deferral
+from tests.helpers import REQUESTER, BotUnderTest, WebhookReceiver, api_deferral
 from tests.test_api import BOOK, CONFIG, Api
 
 PRIVATE_TARGETS = [
@@ -26,17 +25,13 @@ PRIVATE_TARGETS = [
     "https://[fd00::1]/hook",
 ]
 
+#: the API clients' keys in the environment, as an operator sets them
+pytestmark = pytest.mark.usefixtures("api_keys")
+
 
 @pytest.fixture
 def bot_config() -> str:
     return CONFIG
-
-
-@pytest.fixture(autouse=True)
-def _api_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in API_ENV.items():
-        monkeypatch.setenv(name, value)
-    yield
 
 
 @pytest.fixture
