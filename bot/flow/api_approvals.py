@@ -20,9 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-from jsonschema.exceptions import SchemaError
-from jsonschema.validators import validator_for
-
 from bot.core.api_config import ApiClient
 from bot.core.approval import (
     ApprovalRequest,
@@ -159,8 +156,6 @@ class ApiApprovals:
             deferred = parse_deferral(ask.deferral)
         except DeferralInvalid as error:
             raise InvalidInput(error.where, error.problem) from error
-        for name, schema in ask.tools.items():
-            _check_schema(name, schema)
         if ask.requester_email is not None:
             ask = replace(ask, requester=await self._requester_by_email(ask.requester_email))
         await self._check_requester(client, ask.requester)
@@ -350,12 +345,3 @@ def _with_parameters(call: ToolCall, tools: dict[str, dict[str, Any]]) -> ToolCa
     if call.auto is None and not call.server_side and call.gate and call.gate.allow_edit:
         return replace(call, parameters=schema)
     return call
-
-
-def _check_schema(name: str, schema: dict[str, Any]) -> None:
-    try:
-        validator_for(schema).check_schema(schema)
-    except SchemaError as error:
-        raise InvalidInput(
-            f"/tools/{name}/parameters", f"not a valid JSON schema: {error.message}"
-        ) from error
