@@ -3,7 +3,6 @@ Every mistake raises InvalidInput naming the field (a JSON pointer) and the fix.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from typing import Any, Final
@@ -14,13 +13,12 @@ from jsonschema.validators import validator_for
 
 from bot.errors import InvalidInput
 from bot.flow.api_approvals import ApprovalAsk, Notify
+from bot.flow.webhooks import LOOPBACK_HOSTS, is_private_host
 
 USER_ID: Final = re.compile(r"^[UW][A-Z0-9]{2,}$")
 CHANNEL_ID: Final = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 THREAD_TS: Final = re.compile(r"^\d{1,12}\.\d{1,9}$")
-#: Hosts a callback URL may reach over plain ``http://`` (a receiver on this machine).
-LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "::1", "localhost"})
 MAX_SUMMARY: Final = 3000
 MAX_IDEMPOTENCY_KEY: Final = 255
 OUTCOME_STATUSES: Final = ("done", "failed")
@@ -124,21 +122,12 @@ def callback_url_problem(value: str, private_ok: bool = False) -> str | None:
             "must be an https:// URL (the webhook carries tool arguments); http:// only to "
             "this machine (127.0.0.1, ::1, localhost) with API_WEBHOOK_PRIVATE_ADDRESSES=true"
         )
-    if not private_ok and (host in LOOPBACK_HOSTS or not _public(host)):
+    if not private_ok and is_private_host(host):
         return (
             f"{host} is on this machine or a private network; fix: a public https:// URL, "
             "or set API_WEBHOOK_PRIVATE_ADDRESSES=true if the receiver is inside your network"
         )
     return None
-
-
-def _public(host: str) -> bool:
-    """False for an IP address that is not a global one (loopback, private, link-local,
-    reserved...); a name is checked when it is resolved, at delivery."""
-    try:
-        return ipaddress.ip_address(host).is_global
-    except ValueError:
-        return True
 
 
 def _callback_url(value: Any, private_ok: bool) -> str | None:

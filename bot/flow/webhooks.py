@@ -51,12 +51,29 @@ class WebhookSender(Protocol):
     async def post(self, url: str, key: str, payload: dict[str, Any]) -> Sent: ...
 
 
+#: Hosts on this machine by name or address (``http://`` may reach them, where allowed).
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
 def is_public(address: str) -> bool:
     """Whether an IP address is a global one (not loopback, private, link-local, reserved)."""
     try:
         return ipaddress.ip_address(address.split("%")[0]).is_global
     except ValueError:
         return False
+
+
+def is_private_host(host: str) -> bool:
+    """Whether a URL's host is this machine or an address of a private network: by name
+    (``localhost``) or as an IP address. Other names are checked when they are resolved
+    (:class:`PublicResolver`)."""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    return not is_public(host)
 
 
 class PrivateAddress(OSError):
@@ -100,7 +117,7 @@ class HttpWebhookSender:
 
     async def post(self, url: str, key: str, payload: dict[str, Any]) -> Sent:
         host = urlsplit(url).hostname or ""
-        if not self.private_ok and _is_address(host) and not is_public(host):
+        if not self.private_ok and is_private_host(host):
             return Sent(None, f"{host} is on this machine or a private network; not posted to")
         if self._session is None:
             connector = None if self.private_ok else aiohttp.TCPConnector(resolver=PublicResolver())
@@ -129,11 +146,3 @@ class HttpWebhookSender:
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return False
-    return True
