@@ -13,7 +13,7 @@ from jsonschema.validators import validator_for
 
 from bot.errors import InvalidInput
 from bot.flow.api_approvals import ApprovalAsk, Notify
-from bot.flow.webhooks import LOOPBACK_HOSTS, is_private_host
+from bot.flow.webhooks import LOOPBACK_HOSTS, is_private_address
 
 USER_ID: Final = re.compile(r"^[UW][A-Z0-9]{2,}$")
 CHANNEL_ID: Final = re.compile(r"^[CGD][A-Z0-9]{2,}$")
@@ -122,7 +122,7 @@ def callback_url_problem(value: str, private_ok: bool = False) -> str | None:
             "must be an https:// URL (the webhook carries tool arguments); http:// only to "
             "this machine (127.0.0.1, ::1, localhost) with API_WEBHOOK_PRIVATE_ADDRESSES=true"
         )
-    if not private_ok and is_private_host(host):
+    if not private_ok and (host in LOOPBACK_HOSTS or is_private_address(host)):
         return (
             f"{host} is on this machine or a private network; fix: a public https:// URL, "
             "or set API_WEBHOOK_PRIVATE_ADDRESSES=true if the receiver is inside your network"

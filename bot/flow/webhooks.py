@@ -63,12 +63,9 @@ def is_public(address: str) -> bool:
         return False
 
 
-def is_private_host(host: str) -> bool:
-    """Whether a URL's host is this machine or an address of a private network: by name
-    (``localhost``) or as an IP address. Other names are checked when they are resolved
-    (:class:`PublicResolver`)."""
-    if host in LOOPBACK_HOSTS:
-        return True
+def is_private_address(host: str) -> bool:
+    """Whether a URL's host is an IP address of this machine or a private network. A name
+    is checked when it is resolved (:class:`PublicResolver`), on the address connected to."""
     try:
         ipaddress.ip_address(host.split("%")[0])
     except ValueError:
@@ -117,7 +114,7 @@ class HttpWebhookSender:
 
     async def post(self, url: str, key: str, payload: dict[str, Any]) -> Sent:
         host = urlsplit(url).hostname or ""
-        if not self.private_ok and is_private_host(host):
+        if not self.private_ok and is_private_address(host):
             return Sent(None, f"{host} is on this machine or a private network; not posted to")
         if self._session is None:
             connector = None if self.private_ok else aiohttp.TCPConnector(resolver=PublicResolver())
